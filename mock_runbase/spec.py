@@ -1,0 +1,129 @@
+"""Load ``openapi.yaml`` once and compile the validators the mock checks requests with.
+
+The document ships inside the wheel (``mock_runbase/openapi.yaml``); in a source checkout
+it is the top-level ``openapi.yaml``. ``load_spec(path)`` takes another file instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import jsonschema_rs
+import yaml
+
+from mock_runbase.catalog import Catalog
+
+__all__ = ["Spec", "default_spec_path", "load_spec"]
+
+log = logging.getLogger("mock_runbase.spec")
+
+SPEC_FILE = "openapi.yaml"
+ENVELOPE_POINTER = "#/components/schemas/RunEnvelope"
+
+
+def default_spec_path() -> Path:
+    packaged = resources.files("mock_runbase").joinpath(SPEC_FILE)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / SPEC_FILE
+
+
+def data_uri_size(uri: str) -> int | None:
+    """Decoded byte size of a ``data:`` URI, or None for any other URI."""
+    if not uri.startswith("data:"):
+        return None
+    meta, _, payload = uri[5:].partition(",")
+    if meta.endswith(";base64"):
+        stripped = "".join(payload.split())
+        try:
+            return len(base64.b64decode(stripped, validate=True))
+        except (binascii.Error, ValueError):
+            return -1
+    return len(unquote_to_bytes(payload))
+
+
+class MaxDecodedBytes:
+    """``x-runbase-max-bytes``: the decoded size limit of a ``data:`` URI.
+
+    Sizes of ``http(s)`` URLs are not checked: the mock never fetches them.
+    """
+
+    def __init__(self, parent_schema: Any, value: int, schema_path: Any) -> None:
+        self.limit = value
+
+    def validate(self, instance: Any) -> None:
+        if not isinstance(instance, str):
+            return
+        size = data_uri_size(instance)
+        if size is None:
+            return
+        if size < 0:
+            raise ValueError("is a data: URI whose base64 payload does not decode")
+        if size > self.limit:
+            raise ValueError(f"decodes to {size} bytes, more than the {self.limit} allowed")
+
+
+CUSTOM_KEYWORDS: dict[str, Any] = {"x-runbase-max-bytes": MaxDecodedBytes}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The parsed document, its model catalog and the validators compiled from it."""
+
+    path: Path
+    text: bytes
+    document: dict[str, Any]
+    catalog: Catalog
+    envelope: Any
+    input_validators: dict[str, Any] = field(repr=False)
+
+    def compile(self, pointer: str) -> Any:
+        """A jsonschema-rs validator for the schema at ``pointer`` (``#/components/...``)."""
+        return compile_pointer(self.document, pointer)
+
+
+def compile_pointer(document: dict[str, Any], pointer: str) -> Any:
+    root = {"$ref": pointer, "components": document["components"]}
+    return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
+
+
+def load_spec(path: str | Path | None = None) -> Spec:
+    """Read and compile a spec; the default one is cached, since it never changes."""
+    if path is None:
+        return _default_spec()
+    return _load(Path(path))
+
+
+@lru_cache(maxsize=1)
+def _default_spec() -> Spec:
+    return _load(default_spec_path())
+
+
+def _load(path: Path) -> Spec:
+    text = path.read_bytes()
+    document = yaml.safe_load(text)
+    catalog = Catalog.from_document(document)
+    input_validators = {m.id: compile_pointer(document, m.input_pointer) for m in catalog}
+    spec = Spec(
+        path=path,
+        text=text,
+        document=document,
+        catalog=catalog,
+        envelope=compile_pointer(document, ENVELOPE_POINTER),
+        input_validators=input_validators,
+    )
+    log.info(
+        "spec %s: %d models, %d validators compiled",
+        path,
+        len(input_validators),
+        1 + len(input_validators),
+    )
+    return spec

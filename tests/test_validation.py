@@ -1,0 +1,303 @@
+"""The mock's request validation agrees with the spec, and the catalog with the docs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mock_runbase.errors import RunbaseError
+from mock_runbase.spec import load_spec
+from mock_runbase.validation import ValidatedRequest, parse_create_request
+from tests.test_spec import CREATE, GPT, RATIOS, RESOLUTIONS, ROOT, WIDE
+
+SPEC = load_spec()
+CREATE_OPERATION = schemathesis.openapi.from_path(ROOT / "openapi.yaml")["/runs"]["POST"]
+SETTINGS = settings(suppress_health_check=list(HealthCheck), deadline=None)
+
+
+def parse(body: Any) -> ValidatedRequest:
+    return parse_create_request(SPEC, json.dumps(body).encode())
+
+
+def error_code(body: Any) -> str:
+    with pytest.raises(RunbaseError) as caught:
+        parse(body)
+    assert caught.value.status == 400
+    assert caught.value.message
+    return caught.value.code
+
+
+# --- the catalog, read from the spec, against the docs ------------------------------------
+
+
+def test_gpt_image_2_prices_are_the_documented_ones() -> None:
+    model = SPEC.catalog.get(GPT)
+    assert model is not None
+    prices = {r: model.cost_usd(model.with_defaults({"resolution": r})) for r in RESOLUTIONS}
+    assert prices == {"1K": 50_000, "2K": 70_000, "4K": 120_000}
+
+
+def test_nano_banana_2_is_a_second_model_from_data() -> None:
+    model = SPEC.catalog.get("google/nano-banana-2")
+    assert model is not None
+    assert model.cost_usd(model.with_defaults({"prompt": "x"})) == 40_000
+    assert model.output_size(model.with_defaults({"prompt": "x"})) == (1024, 1024)
+
+
+def test_size_table_covers_exactly_the_combinations_the_schema_accepts() -> None:
+    model = SPEC.catalog.get(GPT)
+    assert model is not None
+    covered = {(c["aspect_ratio"], c["resolution"]) for c, _ in model.size_combinations()}
+    accepted = {
+        (ratio, res)
+        for ratio in RATIOS
+        for res in RESOLUTIONS
+        if CREATE.is_valid(
+            {"model": GPT, "input": {"prompt": "x", "aspect_ratio": ratio, "resolution": res}}
+        )
+    }
+    assert covered == accepted
+    assert len(covered) == 7 * 2 + 3 * 3
+
+
+def test_every_model_has_a_size_for_every_accepted_input_combination() -> None:
+    for model in SPEC.catalog:
+        for combo, (width, height) in model.size_combinations():
+            assert width > 0 and height > 0, (model.id, combo)
+
+
+def test_gpt_image_2_sizes_respect_the_models_constraints() -> None:
+    model = SPEC.catalog.get(GPT)
+    assert model is not None
+    for combo, (width, height) in model.size_combinations():
+        assert width % 16 == 0 and height % 16 == 0, combo
+        assert max(width, height) <= 3840, combo
+        assert max(width, height) / min(width, height) <= 3, combo
+        ratio_w, ratio_h = map(int, combo["aspect_ratio"].split(":"))
+        assert abs(width / height - ratio_w / ratio_h) < 0.03, combo
+    assert model.output_size({"aspect_ratio": "21:9", "resolution": "4K"}) == (3840, 1648)
+    assert model.output_size({"aspect_ratio": "4:3", "resolution": "1K"}) == (1024, 768)
+
+
+# --- parse_create_request: the codes and the defaults -----------------------------------
+
+
+def test_defaults_are_applied() -> None:
+    validated = parse({"model": GPT, "input": {"prompt": "a fox"}})
+    assert validated.input == {"prompt": "a fox", "aspect_ratio": "1:1", "resolution": "1K"}
+    assert validated.model.id == GPT
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"", "invalid_json"),
+        (b"{", "invalid_json"),
+        (b"\xff\xfe", "invalid_json"),
+        (b"[1]", "invalid_json"),
+        (b"null", "invalid_json"),
+        (b'{"input": {"prompt": "x"}}', "missing_model"),
+        (b'{"model": null, "input": {"prompt": "x"}}', "missing_model"),
+        (b'{"model": ["x"], "input": {"prompt": "x"}}', "missing_model"),
+        (b'{"model": "openai/gpt-image-2"}', "missing_input"),
+        (b'{"model": "openai/gpt-image-2", "input": []}', "missing_input"),
+        (b'{"model": "openai/gpt-image-2", "input": "x"}', "missing_input"),
+        (b'{"model": "openai/gpt-image-3", "input": {"prompt": "x"}}', "model_not_found"),
+        (b'{"model": "", "input": {}}', "model_not_found"),
+        (b'{"model": "openai/gpt-image-2", "input": {}}', "invalid_input"),
+    ],
+)
+def test_envelope_errors(raw: bytes, code: str) -> None:
+    with pytest.raises(RunbaseError) as caught:
+        parse_create_request(SPEC, raw)
+    assert (caught.value.status, caught.value.code) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"prompt": ""}, "input.prompt"),
+        ({"prompt": "x" * 4001}, "input.prompt"),
+        ({"prompt": "x", "resolution": "4k"}, "input.resolution"),
+        ({"prompt": "x", "resolution": "4K"}, "input.aspect_ratio"),
+        ({"prompt": "x", "resolution": "4K", "aspect_ratio": "4:3"}, "input.aspect_ratio"),
+        ({"prompt": "x", "image_urls": ["https://a/b.png"] * 5}, "input.image_urls"),
+        ({"prompt": "x", "image_urls": [5]}, "input.image_urls.0"),
+        ({"aspect_ratio": "1:1"}, "input.prompt"),
+    ],
+)
+def test_invalid_input_message_names_the_field(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(RunbaseError) as caught:
+        parse({"model": GPT, "input": fields})
+    assert caught.value.code == "invalid_input"
+    assert f"{named}:" in caught.value.message
+
+
+def test_4k_message_explains_the_rule() -> None:
+    with pytest.raises(RunbaseError) as caught:
+        parse({"model": GPT, "input": {"prompt": "x", "resolution": "4K"}})
+    assert "16:9" in caught.value.message or "wide" in caught.value.message
+
+
+def data_uri(size: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(b"\0" * size).decode()
+
+
+@pytest.mark.parametrize(
+    ("size", "valid"), [(1, True), (4 * 1024 * 1024, True), (4 * 1024 * 1024 + 1, False)]
+)
+def test_data_uri_reference_images_are_capped_at_4_mb(size: int, valid: bool) -> None:
+    body = {"model": GPT, "input": {"prompt": "x", "image_urls": [data_uri(size)]}}
+    if valid:
+        assert parse(body).input["image_urls"]
+    else:
+        assert error_code(body) == "invalid_input"
+
+
+def test_undecodable_data_uri_is_invalid_input() -> None:
+    body = {"model": GPT, "input": {"prompt": "x", "image_urls": ["data:image/png;base64,@@@"]}}
+    assert error_code(body) == "invalid_input"
+
+
+def test_http_reference_urls_are_not_fetched_or_sized() -> None:
+    body = {"model": GPT, "input": {"prompt": "x", "image_urls": ["https://example.invalid/a.png"]}}
+    assert parse(body).input["image_urls"] == ["https://example.invalid/a.png"]
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(case=CREATE_OPERATION.as_strategy())
+def test_bodies_generated_from_the_spec_are_accepted_with_the_catalog_price(case: Any) -> None:
+    body = case.body
+    assert CREATE.is_valid(body)
+    validated = parse(body)
+    assert validated.model.id == body["model"]
+    declared = validated.model.input_schema["properties"]
+    sent = {k: v for k, v in body["input"].items() if k in declared}
+    assert validated.input == {**validated.model.defaults, **sent}
+    assert validated.model.cost_usd(validated.input) > 0
+    width, height = validated.model.output_size(validated.input)
+    assert width > 0 and height > 0
+
+
+@st.composite
+def valid_gpt_inputs(draw: st.DrawFn) -> dict[str, Any]:
+    ratio = draw(st.sampled_from(RATIOS))
+    resolutions = RESOLUTIONS if ratio in WIDE else RESOLUTIONS[:2]
+    fields: dict[str, Any] = {
+        "prompt": draw(st.text(min_size=1, max_size=4000)),
+        "aspect_ratio": ratio,
+        "resolution": draw(st.sampled_from(resolutions)),
+    }
+    keep = {"prompt"} | ({"aspect_ratio"} if fields["resolution"] == "4K" else set())
+    return {k: v for k, v in fields.items() if k in keep or draw(st.booleans())}
+
+
+MUTATIONS: dict[str, Any] = {
+    "prompt wrong type": lambda i, d: {
+        **i,
+        "prompt": d(st.one_of(st.integers(), st.none(), st.lists(st.text()))),
+    },
+    "prompt too long": lambda i, d: {**i, "prompt": "p" * d(st.integers(4001, 6000))},
+    "prompt empty": lambda i, d: {**i, "prompt": ""},
+    "prompt missing": lambda i, d: {k: v for k, v in i.items() if k != "prompt"},
+    "unknown ratio": lambda i, d: {
+        **i,
+        "aspect_ratio": d(st.text().filter(lambda s: s not in RATIOS)),
+    },
+    "unknown resolution": lambda i, d: {
+        **i,
+        "resolution": d(st.text().filter(lambda s: s not in RESOLUTIONS)),
+    },
+    "ratio wrong type": lambda i, d: {
+        **i,
+        "aspect_ratio": d(st.one_of(st.integers(), st.floats(allow_nan=False))),
+    },
+    "4K with a narrow ratio": lambda i, d: {
+        **i,
+        "resolution": "4K",
+        "aspect_ratio": d(st.sampled_from([r for r in RATIOS if r not in WIDE])),
+    },
+    "4K without a ratio": lambda i, d: {
+        **{k: v for k, v in i.items() if k != "aspect_ratio"},
+        "resolution": "4K",
+    },
+    "too many images": lambda i, d: {
+        **i,
+        "image_urls": [f"https://e.com/{n}.png" for n in range(d(st.integers(5, 9)))],
+    },
+    "image_urls not a list": lambda i, d: {**i, "image_urls": "https://e.com/a.png"},
+}
+
+
+@SETTINGS
+@given(valid=valid_gpt_inputs(), mutation=st.sampled_from(sorted(MUTATIONS)), data=st.data())
+def test_mutations_of_a_valid_input_are_rejected_as_invalid_input(
+    valid: dict[str, Any], mutation: str, data: st.DataObject
+) -> None:
+    assert parse({"model": GPT, "input": valid})
+    mutated = MUTATIONS[mutation](valid, data.draw)
+    body = {"model": GPT, "input": mutated}
+    assert not CREATE.is_valid(body), mutation
+    assert error_code(body) == "invalid_input", mutation
+
+
+@SETTINGS
+@given(
+    valid=valid_gpt_inputs(),
+    model=st.one_of(st.none(), st.integers(), st.booleans(), st.lists(st.text()), st.just(...)),
+)
+def test_a_model_that_is_not_a_string_is_missing_model(valid: dict[str, Any], model: Any) -> None:
+    body: dict[str, Any] = {"input": valid}
+    if model is not ...:
+        body["model"] = model
+    assert not CREATE.is_valid(body)
+    assert error_code(body) == "missing_model"
+
+
+@SETTINGS
+@given(model=st.text().filter(lambda m: SPEC.catalog.get(m) is None), valid=valid_gpt_inputs())
+def test_an_unknown_model_is_model_not_found(model: str, valid: dict[str, Any]) -> None:
+    body = {"model": model, "input": valid}
+    assert not CREATE.is_valid(body)
+    assert error_code(body) == "model_not_found"
+
+
+@SETTINGS
+@given(raw=st.binary())
+def test_any_bytes_are_accepted_or_get_a_documented_400(raw: bytes) -> None:
+    try:
+        parse_create_request(SPEC, raw)
+    except RunbaseError as error:
+        assert error.status == 400
+        assert error.code in {"invalid_json", "missing_model", "missing_input"} | {
+            "model_not_found",
+            "invalid_input",
+        }
+
+
+def test_generic_validator_and_mock_agree_on_the_format_of_uris() -> None:
+    for url in ["https://e.com/a.png", "data:image/png;base64,AAAA", "x y", "relative/path"]:
+        body = {"model": GPT, "input": {"prompt": "x", "image_urls": [url]}}
+        generic = jsonschema.Draft202012Validator(
+            {
+                "$ref": "#/components/schemas/CreateRunRequest",
+                "components": SPEC.document["components"],
+            },
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        ).is_valid(body)
+        try:
+            parse(body)
+            mock = True
+        except RunbaseError:
+            mock = False
+        assert generic == mock, url
