@@ -14,7 +14,7 @@ import orjson
 
 from mock_runbase.catalog import JSON, Model, resolve_ref
 from mock_runbase.errors import RunbaseError
-from mock_runbase.spec import Spec
+from mock_runbase.spec import ENVELOPE_POINTER, Spec
 
 __all__ = ["ValidatedRequest", "parse_create_request"]
 
@@ -35,9 +35,9 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
         raise RunbaseError(400, "invalid_json", "Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RunbaseError(400, "invalid_json", "Request body must be a JSON object")
-    envelope_error = next(iter(spec.envelope.iter_errors(body)), None)
-    if envelope_error is not None:
-        code, message = envelope_failure(spec, envelope_error)
+    envelope_errors = list(spec.envelope.iter_errors(body))
+    if envelope_errors:
+        code, message = envelope_failure(spec, envelope_errors)
         raise RunbaseError(400, code, message)
     model = spec.catalog.get(body["model"])
     if model is None:
@@ -51,15 +51,19 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
     return ValidatedRequest(model=model, input=model.with_defaults(body["input"]))
 
 
-def envelope_failure(spec: Spec, error: Any) -> tuple[str, str]:
-    """Map an envelope schema error to its code through the spec's ``x-runbase-error-code``."""
-    envelope = resolve_ref(spec.document, {"$ref": "#/components/schemas/RunEnvelope"})
-    if error.instance_path:
-        field = str(error.instance_path[0])
-    else:  # a ``required`` failure sits at the root; the field is in the message
-        field = next(
-            (name for name in envelope["required"] if f'"{name}"' in error.message), "model"
-        )
+def envelope_failure(spec: Spec, errors: list[Any]) -> tuple[str, str]:
+    """The code of the first failing field, in the order of the envelope's ``required``.
+
+    Codes come from the spec's ``x-runbase-error-code`` on each field.
+    """
+    envelope = resolve_ref(spec.document, {"$ref": ENVELOPE_POINTER})
+    failing = set()
+    for error in errors:
+        if error.instance_path:
+            failing.add(str(error.instance_path[0]))
+        else:  # a ``required`` failure sits at the root; the field is in the message
+            failing.update(n for n in envelope["required"] if f'"{n}"' in error.message)
+    field = next((n for n in envelope["required"] if n in failing), envelope["required"][0])
     prop = envelope["properties"][field]
     expected = {"object": "an object", "string": "a string"}.get(prop.get("type"), "valid")
     return prop["x-runbase-error-code"], f"`{field}` is required and must be {expected}"

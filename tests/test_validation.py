@@ -107,6 +107,8 @@ def test_defaults_are_applied() -> None:
         (b'{"model": null, "input": {"prompt": "x"}}', "missing_model"),
         (b'{"model": ["x"], "input": {"prompt": "x"}}', "missing_model"),
         (b'{"model": "openai/gpt-image-2"}', "missing_input"),
+        (b'{"model": 3}', "missing_model"),
+        (b"{}", "missing_model"),
         (b'{"model": "openai/gpt-image-2", "input": []}', "missing_input"),
         (b'{"model": "openai/gpt-image-2", "input": "x"}', "missing_input"),
         (b'{"model": "openai/gpt-image-3", "input": {"prompt": "x"}}', "model_not_found"),

@@ -1,0 +1,228 @@
+"""Accounts and API keys: their settings (from a config file), auth, and the money checks.
+
+Settings are static (declared in ``--config``, or implied for any ``sk-`` key when keys are
+not strict); what changes (spend, refunds, usage) lives in the store's ledgers. The checks
+here are pure functions of both, so every store applies exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mock_runbase.clock import parse_timestamp
+from mock_runbase.errors import RunbaseError
+
+__all__ = [
+    "AccountSettings",
+    "ConfigError",
+    "Directory",
+    "KeySettings",
+    "Ledger",
+    "check_charge",
+    "check_ip",
+    "key_from_header",
+    "load_config_file",
+    "usd_to_micro",
+]
+
+KEY_PREFIX = "sk-"
+MAX_IP_ALLOW_LIST = 10
+MICRO = 1_000_000
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names the entry and the problem."""
+
+
+def usd_to_micro(usd: float | int | str) -> int:
+    return round(float(usd) * MICRO)
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    key: str
+    account: str
+    spend_limit_cents: int | None = None
+    ip_allow_list: tuple[str, ...] = ()
+    disabled: bool = False
+    expires_ms: int | None = None
+    usage_quota: int | None = None
+
+    @property
+    def last4(self) -> str:
+        return self.key[-4:]
+
+    def allows_ip(self, client_ip: str | None) -> bool:
+        if not self.ip_allow_list:
+            return True
+        if client_ip is None:
+            return False
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(entry, strict=False) for entry in self.ip_allow_list
+        )
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    name: str
+    starting_balance_usd: int  # micro-USD
+
+
+@dataclass
+class Ledger:
+    """What an account or a key has been charged and refunded (micro-USD), and its usage."""
+
+    charged: int = 0
+    refunded: int = 0
+    runs: int = 0
+
+    @property
+    def net_spent(self) -> int:
+        return self.charged - self.refunded
+
+
+@dataclass
+class Directory:
+    """Every account and key the mock knows, and the rule for keys it does not."""
+
+    accounts: dict[str, AccountSettings] = field(default_factory=dict)
+    keys: dict[str, KeySettings] = field(default_factory=dict)
+    strict_keys: bool = False
+    default_balance_usd: int = 100 * MICRO
+
+    def authenticate(self, authorization: str | None, now_ms: int) -> KeySettings:
+        token = key_from_header(authorization)
+        declared = self.keys.get(token)
+        if declared is None:
+            if self.strict_keys or not token.startswith(KEY_PREFIX):
+                raise RunbaseError(
+                    401, "invalid_api_key", "API key is invalid, disabled or expired"
+                )
+            return self.implicit_key(token)
+        if declared.disabled or (declared.expires_ms is not None and declared.expires_ms <= now_ms):
+            raise RunbaseError(401, "invalid_api_key", "API key is invalid, disabled or expired")
+        return declared
+
+    def implicit_key(self, token: str) -> KeySettings:
+        """An undeclared ``sk-`` key owns an account of its own, named after its hash."""
+        name = "acct_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        return KeySettings(key=token, account=name)
+
+    def account(self, name: str) -> AccountSettings:
+        found = self.accounts.get(name)
+        return found or AccountSettings(name=name, starting_balance_usd=self.default_balance_usd)
+
+
+def key_from_header(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise RunbaseError(
+            401, "missing_api_key", "Missing API key: send the header Authorization: Bearer sk-..."
+        )
+    return token
+
+
+def check_ip(key: KeySettings, client_ip: str | None) -> None:
+    if not key.allows_ip(client_ip):
+        raise RunbaseError(
+            403, "ip_not_allowed", f"IP address {client_ip} is not allowed for this API key"
+        )
+
+
+def check_charge(
+    key: KeySettings,
+    key_ledger: Ledger,
+    account: AccountSettings,
+    account_ledger: Ledger,
+    cost_usd: int,
+) -> None:
+    """Quota, then the key's spend limit, then the balance; raises the first that fails."""
+    if key.usage_quota is not None and key_ledger.runs >= key.usage_quota:
+        raise RunbaseError(429, "USAGE_EXCEEDED", "Usage quota exceeded for this API key")
+    if key.spend_limit_cents is not None and key_ledger.net_spent >= key.spend_limit_cents * 10_000:
+        raise RunbaseError(403, "api_key_spend_limit_exceeded", "API key spend limit exceeded")
+    balance = account.starting_balance_usd - account_ledger.net_spent
+    if balance < cost_usd:
+        raise RunbaseError(
+            402,
+            "insufficient_balance",
+            f"Insufficient balance: this run costs {cost_usd} micro-USD, the balance is {balance}",
+        )
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def directory_from_config(
+    config: Mapping[str, Any], *, strict_keys: bool, default_balance_usd: int
+) -> Directory:
+    directory = Directory(
+        strict_keys=strict_keys or bool(config.get("strict_keys", False)),
+        default_balance_usd=default_balance_usd,
+    )
+    accounts = config.get("accounts") or {}
+    if not isinstance(accounts, dict):
+        raise ConfigError("accounts: must be a mapping of account name to settings")
+    for name, entry in accounts.items():
+        entry = entry or {}
+        balance = entry.get("balance_usd")
+        directory.accounts[name] = AccountSettings(
+            name=name,
+            starting_balance_usd=default_balance_usd if balance is None else usd_to_micro(balance),
+        )
+        for index, key_entry in enumerate(entry.get("keys") or []):
+            key = parse_key(name, index, key_entry)
+            if key.key in directory.keys:
+                raise ConfigError(f"accounts.{name}.keys[{index}]: key declared twice")
+            directory.keys[key.key] = key
+    return directory
+
+
+def parse_key(account: str, index: int, entry: Any) -> KeySettings:
+    where = f"accounts.{account}.keys[{index}]"
+    if isinstance(entry, str):
+        entry = {"key": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise ConfigError(f"{where}: needs `key: sk-...`")
+    if not entry["key"].startswith(KEY_PREFIX):
+        raise ConfigError(f"{where}: keys start with {KEY_PREFIX!r}")
+    allow = tuple(str(ip) for ip in entry.get("ip_allow_list") or ())
+    if len(allow) > MAX_IP_ALLOW_LIST:
+        raise ConfigError(f"{where}: at most {MAX_IP_ALLOW_LIST} addresses in ip_allow_list")
+    for ip in allow:
+        try:
+            ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: {ip!r} is not an IP address") from None
+    expires = entry.get("expires_at")
+    return KeySettings(
+        key=entry["key"],
+        account=account,
+        spend_limit_cents=entry.get("spend_limit_cents"),
+        ip_allow_list=allow,
+        disabled=bool(entry.get("disabled", False)),
+        expires_ms=parse_timestamp(str(expires)) if expires is not None else None,
+        usage_quota=entry.get("usage_quota"),
+    )

@@ -1,0 +1,188 @@
+"""``create_app()``: the Starlette app, serving the runs API under ``/v1`` and ``/api/v1``.
+
+Handlers only translate HTTP to ``RunbaseService`` calls and back; every error is a
+``RunbaseError`` rendered by one handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from mock_runbase.accounts import Directory, directory_from_config, load_config_file
+from mock_runbase.clock import Clock, SystemClock, VirtualClock
+from mock_runbase.control import control_routes
+from mock_runbase.errors import RunbaseError, error_body
+from mock_runbase.runs import run_view
+from mock_runbase.service import RunbaseService
+from mock_runbase.settings import MockSettings
+from mock_runbase.spec import load_spec
+from mock_runbase.store import MemoryStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("mock_runbase")
+
+API_PREFIXES = ("/v1", "/api/v1")
+FILES_PATH = "/files/generated"
+
+
+class FastJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def create_app(settings: MockSettings | None = None, *, clock: Clock | None = None) -> Starlette:
+    """Build the mock. Costly work (spec, validators, config) happens here, once."""
+    settings = settings or MockSettings()
+    spec = load_spec(settings.spec)
+    clock = clock or (VirtualClock() if settings.clock == "virtual" else SystemClock())
+    service = RunbaseService(
+        spec=spec,
+        settings=settings,
+        clock=clock,
+        store=MemoryStore(settings.rate_limit),
+        directory=build_directory(settings),
+    )
+    routes: list[BaseRoute] = []
+    for prefix in API_PREFIXES:
+        routes.append(Route(f"{prefix}/runs", create_run, methods=["POST"]))
+        routes.append(Route(f"{prefix}/runs/{{run_id:str}}", get_run, methods=["GET"]))
+    routes += [
+        Route(f"{FILES_PATH}/{{name:str}}", get_file, methods=["GET", "HEAD"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/openapi.yaml", openapi_document, methods=["GET"]),
+        *control_routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            RunbaseError: render_runbase_error,
+            HTTPException: render_http_exception,
+            Exception: render_unexpected,
+        },
+    )
+    app.state.service = service
+    app.state.settings = settings
+    log.info(
+        "mock ready: %d models, timing %s, %s clock",
+        len(spec.catalog.models),
+        settings.timing,
+        settings.clock,
+    )
+    return app
+
+
+def build_directory(settings: MockSettings) -> Directory:
+    config = load_config_file(settings.config) if settings.config else {}
+    return directory_from_config(
+        config, strict_keys=settings.strict_keys, default_balance_usd=settings.balance_usd
+    )
+
+
+def service_of(request: Request) -> RunbaseService:
+    service: RunbaseService = request.app.state.service
+    return service
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> RunbaseError:
+    return RunbaseError(413, "payload_too_large", f"Request body exceeds {limit} bytes")
+
+
+def public_base(request: Request) -> str:
+    configured: str | None = request.app.state.settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def create_run(request: Request) -> Response:
+    service = service_of(request)
+    key = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    body = await read_body(request, service.settings.max_body_bytes)
+    created = await service.create_run(key, body, request.headers.get("x-mock-scenario"))
+    run = created.run
+    view = {**run_view(run, run.created_ms, lambda _: ""), "status": "pending"}
+    headers = {"X-Mock-Warning": created.warning} if created.warning else None
+    return FastJSONResponse(view, headers=headers)
+
+
+async def get_run(request: Request) -> Response:
+    service = service_of(request)
+    key = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    run = await service.get_run(key, request.path_params["run_id"])
+    base = public_base(request)
+    return FastJSONResponse(
+        run_view(run, service.clock.now_ms(), lambda name: f"{base}{FILES_PATH}/{name}.png")
+    )
+
+
+async def get_file(request: Request) -> Response:
+    name: str = request.path_params["name"]
+    if not name.endswith(".png"):
+        raise RunbaseError(404, "file_not_found", "File not found")
+    run, png = await service_of(request).image(name.removesuffix(".png"))
+    etag = f'"{run.image_seed:016x}-{run.width}x{run.height}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "Content-Length": str(len(png)),
+    }
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    content = b"" if request.method == "HEAD" else png
+    return Response(content, media_type="image/png", headers=headers)
+
+
+async def health(request: Request) -> Response:
+    return FastJSONResponse({"status": "ok"})
+
+
+async def openapi_document(request: Request) -> Response:
+    return Response(service_of(request).spec.text, media_type="application/yaml")
+
+
+async def render_runbase_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RunbaseError)
+    return FastJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+async def render_http_exception(request: Request, exc: Exception) -> Response:
+    """Routing errors (unknown path, wrong method) get the same JSON error body."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, "http_error")
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return FastJSONResponse(
+        error_body(code, message), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def render_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return FastJSONResponse(error_body("internal_error", "Internal server error"), status_code=500)

@@ -1,0 +1,152 @@
+"""``mock-runbase``: the command line. ``serve`` runs the mock on uvicorn.
+
+Every ``serve`` option can also be set by an environment variable ``MOCK_RUNBASE_<NAME>``
+(``--rate-limit`` -> ``MOCK_RUNBASE_RATE_LIMIT``); a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mock_runbase.accounts import ConfigError, usd_to_micro
+from mock_runbase.ratelimit import DOCUMENTED, parse_rate_limit
+from mock_runbase.runs import TIMING_PROFILES
+from mock_runbase.settings import MockSettings
+
+__all__ = ["main"]
+
+ENV_PREFIX = "MOCK_RUNBASE_"
+
+
+def env_default(name: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
+    raw = os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"))
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as error:
+        raise SystemExit(f"mock-runbase: {ENV_PREFIX}{name.upper()}={raw!r}: {error}") from None
+
+
+def flag(raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mock-runbase", description="A faithful local mock of the Runbase runs API."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the mock server")
+    add = serve.add_argument
+    add("--host", default=env_default("host", "127.0.0.1"))
+    add("--port", type=int, default=env_default("port", 8080, int))
+    add("--timing", choices=sorted(TIMING_PROFILES), default=env_default("timing", "realistic"))
+    add("--clock", choices=["real", "virtual"], default=env_default("clock", "real"))
+    add("--seed", type=int, default=env_default("seed", 0, int), help="seed of timing and images")
+    add(
+        "--no-rate-limit",
+        action="store_true",
+        default=env_default("no-rate-limit", False, flag),
+        help="turn the per-key rate limit off",
+    )
+    add(
+        "--rate-limit",
+        type=parse_rate_limit,
+        default=env_default("rate-limit", DOCUMENTED, parse_rate_limit),
+        help="N/SECONDS per key (default 20/10, as documented)",
+    )
+    add(
+        "--balance-usd",
+        type=float,
+        default=env_default("balance-usd", 100.0, float),
+        help="starting balance of each account not declared in --config (USD)",
+    )
+    add("--config", type=Path, default=env_default("config", None, Path), help="TOML or YAML")
+    add(
+        "--strict-keys",
+        action="store_true",
+        default=env_default("strict-keys", False, flag),
+        help="only keys declared in --config work",
+    )
+    add(
+        "--public-url",
+        default=env_default("public-url", None),
+        help="base of output URLs (default: the request's own host)",
+    )
+    add("--image-cache-mb", type=int, default=env_default("image-cache-mb", 256, int))
+    add("--spec", type=Path, default=env_default("spec", None, Path), help="another openapi.yaml")
+    add("--log-level", default=env_default("log-level", "info"))
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> MockSettings:
+    return MockSettings(
+        timing=args.timing,
+        clock=args.clock,
+        seed=args.seed,
+        rate_limit=None if args.no_rate_limit else args.rate_limit,
+        balance_usd=usd_to_micro(args.balance_usd),
+        config=args.config,
+        strict_keys=args.strict_keys,
+        public_url=args.public_url,
+        image_cache_mb=args.image_cache_mb,
+        spec=args.spec,
+    )
+
+
+def banner(args: argparse.Namespace, settings: MockSettings) -> str:
+    host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
+    base = f"http://{host}:{args.port}"
+    limit = f"{settings.rate_limit} s per key" if settings.rate_limit else "off"
+    return "\n".join(
+        [
+            f"mock-runbase on {base}  (timing {settings.timing}, {settings.clock} clock, "
+            f"rate limit {limit})",
+            f"  API:   {base}/v1   and   {base}/api/v1",
+            f"  spec:  {base}/openapi.yaml     health: {base}/healthz",
+            "  try:",
+            f"    curl -s {base}/v1/runs -H 'Authorization: Bearer sk-test' \\",
+            "      -H 'Content-Type: application/json' \\",
+            '      -d \'{"model": "openai/gpt-image-2", "input": {"prompt": "a lighthouse at '
+            'dawn", "aspect_ratio": "16:9", "resolution": "2K"}}\'',
+        ]
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mock_runbase.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = settings_from(args)
+    try:
+        app = create_app(settings)
+    except (ConfigError, OSError) as error:
+        print(f"mock-runbase: {error}", file=sys.stderr)
+        return 2
+    print(banner(args, settings), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Clocks: the real one, and a virtual one that moves only when told to.
+
+Times are epoch milliseconds (``int``): Runbase's timestamps have millisecond precision,
+and integers keep a run's milestones exact on every poll.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+__all__ = ["Clock", "SystemClock", "VirtualClock", "format_ms", "parse_timestamp"]
+
+DEFAULT_VIRTUAL_START = "2026-06-01T12:00:00.000Z"  # the Quickstart sample's createdAt
+
+
+class Clock(Protocol):
+    virtual: bool
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    virtual = False
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class VirtualClock:
+    """Starts at a fixed instant and moves only through ``advance`` or ``set``; never back."""
+
+    virtual = True
+
+    def __init__(self, start: str | int = DEFAULT_VIRTUAL_START) -> None:
+        self.start_ms = parse_timestamp(start) if isinstance(start, str) else start
+        self._now_ms = self.start_ms
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def advance(self, seconds: float) -> int:
+        if not seconds >= 0:
+            raise ValueError("a virtual clock only moves forward")
+        with self._lock:
+            self._now_ms += round(seconds * 1000)
+            return self._now_ms
+
+    def set(self, when_ms: int) -> int:
+        with self._lock:
+            if when_ms < self._now_ms:
+                raise ValueError("a virtual clock only moves forward")
+            self._now_ms = when_ms
+            return self._now_ms
+
+    def reset(self) -> None:
+        with self._lock:
+            self._now_ms = self.start_ms
+
+
+def format_ms(epoch_ms: int) -> str:
+    """ISO 8601 UTC with milliseconds and a ``Z``, as Runbase writes timestamps."""
+    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> int:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)

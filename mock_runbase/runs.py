@@ -1,0 +1,143 @@
+"""A run record, and its status at any instant as a pure function of the record and time.
+
+A run never stores its status. It stores when it was created, how long it waits
+(``pending_ms``) and works (``processing_ms``; ``None`` for a run that never finishes) and how
+it ends (``outcome``); ``status_at(run, now_ms)`` derives the rest, so polling is a lookup,
+states never go backwards and ``completedAt`` is the same on every poll.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from mock_runbase.clock import format_ms
+
+__all__ = [
+    "TIMING_PROFILES",
+    "Run",
+    "Status",
+    "TimingProfile",
+    "completed_ms",
+    "failed_by",
+    "input_seed",
+    "new_token",
+    "plan_timing",
+    "run_view",
+    "status_at",
+]
+
+Status = Literal["pending", "processing", "succeeded", "failed"]
+Outcome = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class TimingProfile:
+    pending_ms: int
+    processing_ms: int
+    jitter: float  # each phase varies by up to this fraction, seeded
+
+
+TIMING_PROFILES: dict[str, TimingProfile] = {
+    # The Quickstart's sample completes 4.2 s after creation.
+    "realistic": TimingProfile(pending_ms=500, processing_ms=3500, jitter=0.25),
+    "fast": TimingProfile(pending_ms=10, processing_ms=40, jitter=0.25),
+    # Terminal at the first read: the create answers pending, the first poll is final.
+    "instant": TimingProfile(pending_ms=0, processing_ms=0, jitter=0.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    account: str
+    key: str
+    model: str
+    input: dict[str, Any]
+    cost_usd: int
+    created_ms: int
+    pending_ms: int
+    processing_ms: int | None
+    outcome: Outcome
+    error: dict[str, str] | None
+    width: int
+    height: int
+    file_name: str
+    image_seed: int
+    scenario: str
+
+    @property
+    def processing_from_ms(self) -> int:
+        return self.created_ms + self.pending_ms
+
+
+def completed_ms(run: Run) -> int | None:
+    if run.processing_ms is None:
+        return None
+    return run.created_ms + run.pending_ms + run.processing_ms
+
+
+def status_at(run: Run, now_ms: int) -> Status:
+    if now_ms < run.processing_from_ms:
+        return "pending"
+    done = completed_ms(run)
+    if done is None or now_ms < done:
+        return "processing"
+    return run.outcome
+
+
+def failed_by(run: Run, now_ms: int) -> bool:
+    """True once the run has failed, which is also when its cost is refunded."""
+    return status_at(run, now_ms) == "failed"
+
+
+def run_view(run: Run, now_ms: int, file_url: Callable[[str], str]) -> dict[str, Any]:
+    """The run as ``GET /runs/{id}`` shows it at ``now_ms`` (camelCase, like Runbase)."""
+    status = status_at(run, now_ms)
+    view: dict[str, Any] = {
+        "id": run.id,
+        "model": run.model,
+        "status": status,
+        "costUsd": run.cost_usd,
+        "createdAt": format_ms(run.created_ms),
+    }
+    done = completed_ms(run)
+    if status == "succeeded":
+        view["output"] = {"urls": [file_url(run.file_name)]}
+    elif status == "failed":
+        view["error"] = run.error
+    if done is not None and status in ("succeeded", "failed"):
+        view["completedAt"] = format_ms(done)
+    return view
+
+
+def input_seed(seed: int, model: str, full_input: dict[str, Any]) -> int:
+    """A stable 64-bit seed for one model and input: same input and seed, same run."""
+    canonical = orjson.dumps([seed, model, full_input], option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
+
+
+def plan_timing(profile: TimingProfile, seed: int, slowdown: float = 1.0) -> tuple[int, int]:
+    """(pending_ms, processing_ms) for one run, jittered by a seeded generator."""
+    rng = random.Random(seed)
+
+    def jittered(base: int) -> int:
+        factor = 1 + rng.uniform(-profile.jitter, profile.jitter)
+        return max(0, round(base * factor * slowdown))
+
+    return jittered(profile.pending_ms), jittered(profile.processing_ms)
+
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_token(length: int = 22) -> str:
+    """An opaque, unguessable base62 token (22 characters carry about 131 bits)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))

@@ -1,0 +1,26 @@
+"""Everything ``mock-runbase serve`` can be told, with the defaults a local user wants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mock_runbase.accounts import MICRO
+from mock_runbase.ratelimit import DOCUMENTED, RateLimit
+
+__all__ = ["MockSettings"]
+
+
+@dataclass(frozen=True)
+class MockSettings:
+    timing: str = "realistic"  # a key of runs.TIMING_PROFILES
+    clock: str = "real"  # "real" or "virtual"
+    seed: int = 0
+    rate_limit: RateLimit | None = field(default=DOCUMENTED)
+    balance_usd: int = 100 * MICRO  # micro-USD for each account not declared in --config
+    config: Path | None = None
+    strict_keys: bool = False
+    public_url: str | None = None
+    image_cache_mb: int = 256
+    max_body_bytes: int = 32 * 1024 * 1024
+    spec: Path | None = None

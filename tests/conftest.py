@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+from PIL import Image
+from starlette.testclient import TestClient
+
+from mock_runbase.app import create_app
+from mock_runbase.clock import VirtualClock
+from mock_runbase.settings import MockSettings
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60
+)
+settings.register_profile(
+    "ci", parent=settings.get_profile("default"), derandomize=True, print_blob=True
+)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+GPT = "openai/gpt-image-2"
+KEY = "sk-test-alice"
+OTHER_KEY = "sk-test-bob"
+CLIENT_IP = "203.0.113.7"
+
+
+@dataclass
+class Mock:
+    """An in-process mock on a virtual clock, and a client that talks to it."""
+
+    client: TestClient
+    clock: VirtualClock
+    settings: MockSettings
+
+    def create(
+        self, key: str = KEY, scenario: str | None = None, **input_fields: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"}
+        if scenario:
+            headers["X-Mock-Scenario"] = scenario
+        body = {"model": GPT, "input": {"prompt": "a lighthouse at dawn", **input_fields}}
+        return self.client.post("/v1/runs", json=body, headers=headers)
+
+    def get(self, run_id: str, key: str = KEY, prefix: str = "/v1") -> httpx.Response:
+        return self.client.get(
+            f"{prefix}/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def account(self, key: str = KEY) -> dict[str, Any]:
+        response = self.client.get("/_mock/account", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def balance(self, key: str = KEY) -> int:
+        return int(self.account(key)["balanceUsd"])
+
+    def image(self, url: str) -> Image.Image:
+        response = self.client.get(url)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/png"
+        return Image.open(io.BytesIO(response.content))
+
+
+MockFactory = Callable[..., Mock]
+
+
+@pytest.fixture
+def make_mock() -> Iterator[MockFactory]:
+    clients: list[TestClient] = []
+
+    def factory(client_ip: str = CLIENT_IP, **overrides: Any) -> Mock:
+        base = MockSettings(timing="realistic", clock="virtual", rate_limit=None)
+        mock_settings = replace(base, **overrides)
+        clock = VirtualClock()
+        app = create_app(mock_settings, clock=clock if mock_settings.clock == "virtual" else None)
+        client = TestClient(app, base_url="http://mock.test", client=(client_ip, 50000))
+        clients.append(client)
+        return Mock(client=client, clock=clock, settings=mock_settings)
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def mock(make_mock: MockFactory) -> Mock:
+    return make_mock()

@@ -1,0 +1,155 @@
+"""``mock-runbase serve`` as a real process on a free loopback port, used by real clients."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.clients.retry_client import RunbaseClient
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_command() -> list[str]:
+    script = shutil.which("mock-runbase", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "mock_runbase"]
+
+
+class Server:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [*serve_command(), "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.started = time.monotonic()
+        self.healthy_after = self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 20) -> float:
+        while time.monotonic() - self.started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return time.monotonic() - self.started
+            except httpx.TransportError:
+                time.sleep(0.02)  # waiting for a process to bind its port, not for mock time
+        raise TimeoutError("server did not become healthy")
+
+    def advance(self, seconds: float) -> None:
+        response = httpx.post(f"{self.base}/_mock/clock/advance", json={"seconds": seconds})
+        assert response.status_code == 200, response.text
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGINT)
+        output, _ = self.process.communicate(timeout=10)
+        return self.process.returncode, output
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    running = Server("--clock", "virtual", env={"MOCK_RUNBASE_RATE_LIMIT": "3/10"})
+    yield running
+    running.stop()
+
+
+def test_banner_prints_base_urls_and_a_curl() -> None:
+    running = Server("--timing", "fast", "--no-rate-limit")
+    code, output = running.stop()
+    assert code == 0, output
+    assert f"{running.base.replace('127.0.0.1', 'localhost')}/v1" in output
+    assert "/api/v1" in output
+    assert "curl -s" in output and "Authorization: Bearer sk-" in output
+
+
+def test_lifecycle_over_a_real_socket_with_a_png(server: Server) -> None:
+    headers = {"Authorization": "Bearer sk-e2e-lifecycle"}
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "harbour", "aspect_ratio": "9:16"}}
+    created = httpx.post(f"{server.base}/v1/runs", json=body, headers=headers).json()
+    assert created["status"] == "pending"
+    server.advance(10)
+    run = httpx.get(f"{server.base}/api/v1/runs/{created['id']}", headers=headers).json()
+    assert run["status"] == "succeeded"
+    [url] = run["output"]["urls"]
+    assert url.startswith(server.base + "/files/generated/")
+    png = httpx.get(url)
+    assert Image.open(io.BytesIO(png.content)).size == (864, 1536)
+
+
+def test_environment_variables_configure_serve(server: Server) -> None:
+    headers = {"Authorization": "Bearer sk-e2e-env"}
+    statuses = [
+        httpx.get(f"{server.base}/v1/runs/run_x", headers=headers).status_code for _ in range(4)
+    ]
+    assert statuses == [404, 404, 404, 429]  # MOCK_RUNBASE_RATE_LIMIT=3/10
+
+
+def test_the_model_page_curl_sample_works_against_the_mock(server: Server) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    payload = json.dumps(
+        {
+            "model": "openai/gpt-image-2",
+            "input": {
+                "prompt": "A cozy cabin in snowy woods",
+                "aspect_ratio": "16:9",
+                "resolution": "2K",
+            },
+        }
+    )
+    result = subprocess.run(
+        [
+            curl, "-sS", "-X", "POST", f"{server.base}/v1/runs",
+            "-H", "Authorization: Bearer sk-e2e-curl",
+            "-H", "Content-Type: application/json",
+            "-d", payload,
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    created = json.loads(result.stdout)
+    assert created["status"] == "pending" and created["costUsd"] == 70_000
+
+
+def test_the_rate_limit_docs_retry_client_works_unmodified(server: Server) -> None:
+    slept: list[float] = []
+
+    def virtual_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        server.advance(seconds)
+
+    client = RunbaseClient("sk-e2e-retry", base_url=f"{server.base}/api/v1", sleep=virtual_sleep)
+    runs = [client.create_run("openai/gpt-image-2", {"prompt": f"tile {i}"}) for i in range(4)]
+    assert slept, "the 4th request within 10 s must have met a 429 and backed off"
+    finished = [client.wait(run["id"]) for run in runs]
+    assert [run["status"] for run in finished] == ["succeeded"] * 4
+
+
+def test_ctrl_c_stops_cleanly() -> None:
+    running = Server("--timing", "instant")
+    assert running.healthy_after < 10
+    code, output = running.stop()
+    assert code == 0
+    assert "Traceback" not in output

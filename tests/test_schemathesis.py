@@ -1,0 +1,52 @@
+"""Schemathesis against the in-process mock: examples, coverage, fuzzing and stateful phases.
+
+Every documented operation is generated from ``openapi.yaml`` and every response checked
+with all of schemathesis' checks; the stateful test follows the spec's links (create -> get).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+from hypothesis import settings
+
+from mock_runbase.app import create_app
+from mock_runbase.clock import VirtualClock
+from mock_runbase.settings import MockSettings
+
+APP = create_app(
+    MockSettings(timing="fast", clock="virtual", rate_limit=None, balance_usd=10**15),
+    clock=VirtualClock(),
+)
+schema = schemathesis.openapi.from_asgi("/openapi.yaml", APP).include(tag="runs")
+schema.config.update(
+    base_url="http://mock.test/v1", headers={"Authorization": "Bearer sk-schemathesis"}
+)
+
+
+@schema.parametrize()
+@settings(max_examples=40)
+def test_every_documented_operation_conforms(case: Any) -> None:
+    case.call_and_validate()
+
+
+class RunsStateMachine(schema.as_state_machine()):  # type: ignore[misc]
+    pass
+
+
+TestRunsStateful = RunsStateMachine.TestCase
+TestRunsStateful.settings = settings(max_examples=25, stateful_step_count=6, deadline=None)
+
+
+MOCK_APP = create_app(MockSettings(clock="virtual", rate_limit=None), clock=VirtualClock())
+mock_schema = schemathesis.openapi.from_asgi("/openapi.yaml", MOCK_APP).include(tag="mock")
+mock_schema.config.update(
+    base_url="http://mock.test", headers={"Authorization": "Bearer sk-schemathesis"}
+)
+
+
+@mock_schema.parametrize()
+@settings(max_examples=15)
+def test_the_mocks_own_endpoints_conform(case: Any) -> None:
+    case.call_and_validate()
