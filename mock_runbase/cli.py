@@ -7,6 +7,7 @@ Every ``serve`` option can also be set by an environment variable ``MOCK_RUNBASE
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -105,7 +106,7 @@ def settings_from(args: argparse.Namespace) -> MockSettings:
     )
 
 
-def banner(args: argparse.Namespace, settings: MockSettings) -> str:
+def banner(args: argparse.Namespace, settings: MockSettings, example: dict[str, Any]) -> str:
     host = "localhost" if args.host in ("0.0.0.0", "::", "127.0.0.1") else args.host
     base = f"http://{host}:{args.port}"
     limit = f"{settings.rate_limit} s per key" if settings.rate_limit else "off"
@@ -118,10 +119,16 @@ def banner(args: argparse.Namespace, settings: MockSettings) -> str:
             "  try:",
             f"    curl -s {base}/v1/runs -H 'Authorization: Bearer sk-test' \\",
             "      -H 'Content-Type: application/json' \\",
-            '      -d \'{"model": "openai/gpt-image-2", "input": {"prompt": "a lighthouse at '
-            'dawn", "aspect_ratio": "16:9", "resolution": "2K"}}\'',
+            f"      -d '{json.dumps(example)}'",
         ]
     )
+
+
+def first_request_example(document: dict[str, Any]) -> dict[str, Any]:
+    """The create example of ``openapi.yaml``, so the banner's curl is always valid."""
+    media = document["paths"]["/runs"]["post"]["requestBody"]["content"]["application/json"]
+    example: dict[str, Any] = next(iter(media["examples"].values()))["value"]
+    return example
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -136,7 +143,8 @@ def serve(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as error:
         print(f"mock-runbase: {error}", file=sys.stderr)
         return 2
-    print(banner(args, settings), flush=True)
+    example = first_request_example(app.state.service.spec.document)
+    print(banner(args, settings, example), flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
 
