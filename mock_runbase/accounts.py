@@ -28,8 +28,10 @@ __all__ = [
     "Ledger",
     "check_charge",
     "check_ip",
+    "directory_from_config",
     "key_from_header",
     "load_config_file",
+    "parse_key",
     "usd_to_micro",
 ]
 
@@ -114,6 +116,36 @@ class Directory:
         if declared.disabled or (declared.expires_ms is not None and declared.expires_ms <= now_ms):
             raise RunbaseError(401, "invalid_api_key", "API key is invalid, disabled or expired")
         return declared
+
+    def account_of(self, authorization: str | None) -> str | None:
+        """The account an Authorization header names, or None; never raises."""
+        try:
+            token = key_from_header(authorization)
+        except RunbaseError:
+            return None
+        declared = self.keys.get(token)
+        if declared is not None:
+            return declared.account
+        if self.strict_keys or not token.startswith(KEY_PREFIX):
+            return None
+        return self.implicit_key(token).account
+
+    def keys_of(self, account: str) -> list[KeySettings]:
+        return [key for key in self.keys.values() if key.account == account]
+
+    def replace_account(
+        self, name: str, starting_balance_usd: int, keys: list[KeySettings] | None
+    ) -> None:
+        """Declare (or redeclare) an account; ``keys``, when given, replace its declared keys."""
+        if keys is not None:
+            for key in keys:
+                owner = self.keys.get(key.key)
+                if owner is not None and owner.account != name:
+                    raise ConfigError(f"key ...{key.last4} belongs to account {owner.account!r}")
+            for old in self.keys_of(name):
+                del self.keys[old.key]
+            self.keys.update({key.key: key for key in keys})
+        self.accounts[name] = AccountSettings(name=name, starting_balance_usd=starting_balance_usd)
 
     def implicit_key(self, token: str) -> KeySettings:
         """An undeclared ``sk-`` key owns an account of its own, named after its hash."""

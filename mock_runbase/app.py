@@ -6,20 +6,23 @@ Handlers only translate HTTP to ``RunbaseService`` calls and back; every error i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from mock_runbase.accounts import Directory, directory_from_config, load_config_file
 from mock_runbase.clock import Clock, SystemClock, VirtualClock
-from mock_runbase.control import control_routes
-from mock_runbase.errors import RunbaseError, error_body
+from mock_runbase.control import AdminTokenMiddleware, control_routes
+from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
+from mock_runbase.journal import JournalMiddleware
 from mock_runbase.runs import run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -44,13 +47,8 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     settings = settings or MockSettings()
     spec = load_spec(settings.spec)
     clock = clock or (VirtualClock() if settings.clock == "virtual" else SystemClock())
-    service = RunbaseService(
-        spec=spec,
-        settings=settings,
-        clock=clock,
-        store=MemoryStore(settings.rate_limit),
-        directory=build_directory(settings),
-    )
+    store = MemoryStore(settings.rate_limit, journal_size=settings.journal_size)
+    service = RunbaseService(spec=spec, settings=settings, clock=clock, store=store)
     routes: list[BaseRoute] = []
     for prefix in API_PREFIXES:
         routes.append(Route(f"{prefix}/runs", create_run, methods=["POST"]))
@@ -59,10 +57,19 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         Route(f"{FILES_PATH}/{{name:str}}", get_file, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.yaml", openapi_document, methods=["GET"]),
-        *control_routes(),
+        *control_routes(spec),
     ]
-    app = Starlette(
+    app = MockApp(
         routes=routes,
+        middleware=[
+            Middleware(
+                JournalMiddleware,
+                clock=lambda: service.clock,
+                record=store.record,
+                account_of=lambda header: service.directory.account_of(header),
+            ),
+            Middleware(AdminTokenMiddleware, token=settings.admin_token),
+        ],
         exception_handlers={
             RunbaseError: render_runbase_error,
             HTTPException: render_http_exception,
@@ -80,11 +87,18 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     return app
 
 
-def build_directory(settings: MockSettings) -> Directory:
-    config = load_config_file(settings.config) if settings.config else {}
-    return directory_from_config(
-        config, strict_keys=settings.strict_keys, default_balance_usd=settings.balance_usd
-    )
+class MockApp(Starlette):
+    """Starlette, plus the ``drop`` fault: a connection closed without any answer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ConnectionDropped:
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is None:
+                raise  # in process (no socket): the caller sees the exception
+            transport.abort()
+            await asyncio.sleep(0)  # let the server notice before it tries to answer
 
 
 def service_of(request: Request) -> RunbaseService:

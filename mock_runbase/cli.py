@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="base of output URLs (default: the request's own host)",
     )
     add("--image-cache-mb", type=int, default=env_default("image-cache-mb", 256, int))
+    add(
+        "--admin-token",
+        default=env_default("admin-token", None),
+        help="require this token (header X-Mock-Admin-Token) on every /_mock call",
+    )
+    add("--journal-size", type=int, default=env_default("journal-size", 1000, int))
     add("--spec", type=Path, default=env_default("spec", None, Path), help="another openapi.yaml")
     add("--log-level", default=env_default("log-level", "info"))
     return parser
@@ -103,6 +109,8 @@ def settings_from(args: argparse.Namespace) -> MockSettings:
         public_url=args.public_url,
         image_cache_mb=args.image_cache_mb,
         spec=args.spec,
+        admin_token=args.admin_token,
+        journal_size=args.journal_size,
     )
 
 

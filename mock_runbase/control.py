@@ -1,34 +1,246 @@
-"""The mock's own control API under ``/_mock`` (not part of Runbase)."""
+"""The mock's own control API under ``/_mock`` (not part of Runbase).
+
+Bodies are validated against the ``Mock*`` schemas of ``openapi.yaml``. Calls are scoped to
+one account by ``?account=NAME`` or by the caller's own ``Authorization: Bearer sk-...``:
+a scoped call sees and changes only that account's runs, journal, rules and money, so
+pipelines sharing one mock cannot disturb each other. Without a scope a call is global.
+With ``--admin-token``, every ``/_mock`` call must send ``X-Mock-Admin-Token``.
+"""
 
 from __future__ import annotations
 
+import hmac
+import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_runbase.clock import VirtualClock, format_ms
-from mock_runbase.errors import RunbaseError
+from mock_runbase.catalog import resolve_ref
+from mock_runbase.clock import VirtualClock, format_ms, parse_timestamp
+from mock_runbase.errors import RunbaseError, error_body
+from mock_runbase.journal import JournalFilter
+from mock_runbase.runs import run_view, status_at
 from mock_runbase.scenarios import describe
 
 if TYPE_CHECKING:
     from mock_runbase.service import RunbaseService
+    from mock_runbase.spec import Spec
 
-__all__ = ["control_routes"]
+__all__ = ["AdminTokenMiddleware", "control_routes"]
 
-MAX_ADVANCE_SECONDS = 365 * 24 * 3600
+PREFIX = "/_mock"
+INTEGER = re.compile(r"-?\d{1,18}")
+ADMIN_HEADER = "x-mock-admin-token"
+BODY_SCHEMAS = {
+    "advance": "#/components/schemas/MockClockAdvance",
+    "set": "#/components/schemas/MockClockSet",
+    "rule": "#/components/schemas/MockRuleInput",
+    "account": "#/components/schemas/MockAccountUpdate",
+    "state": "#/components/schemas/MockRunStateChange",
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
-def control_routes() -> list[BaseRoute]:
+def json(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+class AdminTokenMiddleware:
+    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is None or scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(ADMIN_HEADER.encode(), b"")
+        if hmac.compare_digest(sent, self.token):
+            await self.app(scope, receive, send)
+            return
+        body = error_body("admin_token_required", f"Send the mock's admin token in {ADMIN_HEADER}")
+        await json(body, 401)(scope, receive, send)
+
+
+def control_routes(spec: Spec) -> list[BaseRoute]:
+    validators = {name: spec.compile(pointer) for name, pointer in BODY_SCHEMAS.items()}
+    query_checks = query_validators(spec)
+
+    def query_of(request: Request) -> dict[str, Any]:
+        """The query string, typed and validated against the operation's parameters."""
+        template = request.scope["route"].path.replace(":str}", "}")
+        declared, validator = query_checks[(template, request.method.lower())]
+        values: dict[str, Any] = {}
+        for name, value in request.query_params.multi_items():
+            if name in values:
+                raise RunbaseError(400, "invalid_request", f"{name}: given more than once")
+            kind = declared.get(name, {}).get("type")
+            numeric = kind == "integer" and INTEGER.fullmatch(value)
+            values[name] = int(value) if numeric else value
+        errors = list(validator.iter_errors(values))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].instance_path) or "query"
+            raise RunbaseError(400, "invalid_request", f"{where}: {errors[0].message}")
+        return values
+
+    async def body_of(request: Request, schema: str) -> dict[str, Any]:
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
+        errors = list(validators[schema].iter_errors(body))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].instance_path) or "body"
+            raise RunbaseError(400, "invalid_request", f"{where}: {errors[0].message}")
+        parsed: dict[str, Any] = body
+        return parsed
+
+    async def account(request: Request) -> Response:
+        service = service_of(request)
+        key = service.directory.authenticate(
+            request.headers.get("authorization"), service.clock.now_ms()
+        )
+        return json(await service.key_account_view(key))
+
+    async def get_account(request: Request) -> Response:
+        name = own_account(request)
+        return json(await service_of(request).named_account_view(name))
+
+    async def put_account(request: Request) -> Response:
+        name = own_account(request)
+        body = await body_of(request, "account")
+        return json(await service_of(request).put_account(name, body))
+
+    async def clock(request: Request) -> Response:
+        return json(clock_view(service_of(request)))
+
+    async def advance_clock(request: Request) -> Response:
+        body = await body_of(request, "advance")
+        service = service_of(request)
+        virtual_clock(service).advance(float(body["seconds"]))
+        return json(clock_view(service))
+
+    async def set_clock(request: Request) -> Response:
+        body = await body_of(request, "set")
+        service = service_of(request)
+        clock = virtual_clock(service)
+        try:
+            clock.set(parse_timestamp(body["now"]))
+        except ValueError as error:
+            raise RunbaseError(409, "clock_backwards", f"now: {error}") from None
+        return json(clock_view(service))
+
+    async def reset(request: Request) -> Response:
+        scope = account_scope(request)
+        await service_of(request).reset(scope)
+        return json({"reset": True, "account": scope})
+
+    async def scenarios(request: Request) -> Response:
+        return json({"scenarios": describe()})
+
+    async def list_rules(request: Request) -> Response:
+        rules = await service_of(request).store.rules(account_scope(request))
+        return json({"rules": [rule.view() for rule in rules]})
+
+    async def add_rule(request: Request) -> Response:
+        service = service_of(request)
+        body = await body_of(request, "rule")
+        scope = account_scope(request)
+        if scope is not None:
+            match = body.setdefault("match", {})
+            if match.setdefault("account", scope) != scope:
+                raise RunbaseError(
+                    403, "forbidden_account", "A scoped rule matches its account only"
+                )
+        rule = await service.store.add_rule(body, service.settings.seed)
+        return json(rule.view(), 201)
+
+    async def delete_rules(request: Request) -> Response:
+        rule_id = request.path_params.get("rule_id")
+        deleted = await service_of(request).store.delete_rules(account_scope(request), rule_id)
+        if rule_id is not None and not deleted:
+            raise RunbaseError(404, "rule_not_found", f"No rule {rule_id!r} in this scope")
+        return json({"deleted": deleted})
+
+    async def requests(request: Request) -> Response:
+        selection = JournalFilter.from_query(query_of(request), account_scope(request))
+        entries = await service_of(request).store.journal(selection)
+        return json({"requests": [entry.view() for entry in entries]})
+
+    async def clear_requests(request: Request) -> Response:
+        await service_of(request).store.clear_journal(account_scope(request))
+        return json({"cleared": True})
+
+    async def runs(request: Request) -> Response:
+        service = service_of(request)
+        query = query_of(request)
+        wanted = query.get("status")
+        now = service.clock.now_ms()
+        found = await service.store.list_runs(account_scope(request), 10**9)
+        found = [run for run in found if wanted in (None, status_at(run, now))]
+        found = found[: query.get("limit", 100)]
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        return json({"runs": [mock_run_view(run, now, base) for run in found]})
+
+    async def force_state(request: Request) -> Response:
+        service = service_of(request)
+        body = await body_of(request, "state")
+        run = await service.force_state(
+            request.path_params["run_id"], body["status"], body.get("error"), account_scope(request)
+        )
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        return json(mock_run_view(run, service.clock.now_ms(), base))
+
     return [
-        Route("/_mock/account", account, methods=["GET"]),
-        Route("/_mock/clock", clock, methods=["GET"]),
-        Route("/_mock/clock/advance", advance_clock, methods=["POST"]),
-        Route("/_mock/reset", reset, methods=["POST"]),
-        Route("/_mock/scenarios", scenarios, methods=["GET"]),
+        Route(f"{PREFIX}/account", account, methods=["GET"]),
+        route(f"{PREFIX}/accounts/{{account:str}}", GET=get_account, PUT=put_account),
+        Route(f"{PREFIX}/clock", clock, methods=["GET"]),
+        Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),
+        Route(f"{PREFIX}/clock/set", set_clock, methods=["POST"]),
+        Route(f"{PREFIX}/reset", reset, methods=["POST"]),
+        Route(f"{PREFIX}/scenarios", scenarios, methods=["GET"]),
+        route(f"{PREFIX}/rules", GET=list_rules, POST=add_rule, DELETE=delete_rules),
+        Route(f"{PREFIX}/rules/{{rule_id:str}}", delete_rules, methods=["DELETE"]),
+        route(f"{PREFIX}/requests", GET=requests, DELETE=clear_requests),
+        Route(f"{PREFIX}/runs", runs, methods=["GET"]),
+        Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
     ]
+
+
+def route(path: str, **handlers: Handler) -> Route:
+    """One route for several methods, so a 405's Allow header lists all of them."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def query_validators(spec: Spec) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
+    """(path, method) -> (declared query parameter schemas, a validator of the query object)."""
+    checks = {}
+    for path, item in spec.document["paths"].items():
+        if not path.startswith(PREFIX):
+            continue
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            params = [resolve_ref(spec.document, p) for p in item.get("parameters", [])]
+            params += [resolve_ref(spec.document, p) for p in operation.get("parameters", [])]
+            declared = {
+                p["name"]: resolve_ref(spec.document, p["schema"])
+                for p in params
+                if p["in"] == "query"
+            }
+            schema = {"type": "object", "properties": declared}
+            checks[(path, method)] = (declared, spec.compile_schema(schema))
+    return checks
 
 
 def service_of(request: Request) -> RunbaseService:
@@ -36,52 +248,50 @@ def service_of(request: Request) -> RunbaseService:
     return service
 
 
-def json(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
-
-
-async def account(request: Request) -> Response:
+def account_scope(request: Request) -> str | None:
+    """``?account=``, else the account of the caller's key, else None (global)."""
+    named = request.query_params.get("account")
+    if named == "":
+        raise RunbaseError(400, "invalid_request", "account must not be empty")
+    header = request.headers.get("authorization")
+    if header is None:
+        return named or None
     service = service_of(request)
-    key = service.directory.authenticate(
-        request.headers.get("authorization"), service.clock.now_ms()
-    )
-    return json(await service.account_view(key))
+    own = service.directory.authenticate(header, service.clock.now_ms()).account
+    if named and named != own:
+        raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
+    return own
+
+
+def own_account(request: Request) -> str:
+    name: str = request.path_params["account"]
+    scope = account_scope(request)
+    if scope not in (None, name):
+        raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
+    return name
+
+
+def virtual_clock(service: RunbaseService) -> VirtualClock:
+    if not isinstance(service.clock, VirtualClock):
+        raise RunbaseError(
+            409, "clock_not_virtual", "The clock is real; start the mock with --clock virtual"
+        )
+    return service.clock
 
 
 def clock_view(service: RunbaseService) -> dict[str, Any]:
     return {"now": format_ms(service.clock.now_ms()), "virtual": service.clock.virtual}
 
 
-async def clock(request: Request) -> Response:
-    return json(clock_view(service_of(request)))
-
-
-async def advance_clock(request: Request) -> Response:
-    service = service_of(request)
-    if not isinstance(service.clock, VirtualClock):
-        raise RunbaseError(
-            409, "clock_not_virtual", "The clock is real; start the mock with --clock virtual"
-        )
-    try:
-        body = orjson.loads(await request.body())
-        seconds = body["seconds"]
-        valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        valid = False
-    if not valid or not 0 <= seconds <= MAX_ADVANCE_SECONDS:
-        raise RunbaseError(
-            400,
-            "invalid_request",
-            f'Send {{"seconds": N}} with 0 <= N <= {MAX_ADVANCE_SECONDS}',
-        )
-    service.clock.advance(float(seconds))
-    return json(clock_view(service))
-
-
-async def reset(request: Request) -> Response:
-    await service_of(request).reset()
-    return json({"reset": True})
-
-
-async def scenarios(request: Request) -> JSONResponse:
-    return JSONResponse({"scenarios": describe()})
+def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:
+    """The documented view of a run plus what the mock knows about it."""
+    view = run_view(run, now_ms, lambda name: f"{base}/files/generated/{name}.png")
+    view["mock"] = {
+        "account": run.account,
+        "keyLast4": run.key[-4:],
+        "input": run.input,
+        "scenario": run.scenario,
+        "width": run.width,
+        "height": run.height,
+    }
+    return view

@@ -2,6 +2,7 @@
 
     RunbaseError          a request the API rejects: HTTP status, Runbase code, message
     └── (no subclasses)   the code says what happened; the spec declares every (status, code)
+    ConnectionDropped     a fault: close the connection without any answer
 
 Route handlers and domain code raise ``RunbaseError``; one exception handler in ``app``
 renders it as ``{"error": {"message": ..., "code": ...}}``. Nothing else builds error JSON.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RunbaseError", "error_body"]
+__all__ = ["ConnectionDropped", "RunbaseError", "error_body"]
 
 
 class RunbaseError(Exception):
@@ -34,6 +35,13 @@ class RunbaseError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message)
+
+
+class ConnectionDropped(BaseException):
+    """Raised to close the client's connection without an answer (the ``drop`` fault).
+
+    A ``BaseException`` so that no error handler turns it into a 500 on the way out.
+    """
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class MovingWindowLimiter:
         window.append(now_ms)
         return None
 
+    def forget(self, key: str) -> None:
+        self._hits.pop(key, None)
+
     def reset(self) -> None:
         self._hits.clear()
 

@@ -13,7 +13,7 @@ import random
 import secrets
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -27,6 +27,7 @@ __all__ = [
     "TimingProfile",
     "completed_ms",
     "failed_by",
+    "forced",
     "input_seed",
     "new_token",
     "plan_timing",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 Status = Literal["pending", "processing", "succeeded", "failed"]
+DEFAULT_RUN_ERROR = {
+    "message": "The run was failed through the mock's control API",
+    "code": "forced_failure",
+}
 Outcome = Literal["succeeded", "failed"]
 
 
@@ -141,3 +146,29 @@ _ALPHABET = string.ascii_letters + string.digits
 def new_token(length: int = 22) -> str:
     """An opaque, unguessable base62 token (22 characters carry about 131 bits)."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def forced(run: Run, status: str, now_ms: int, error: dict[str, str] | None) -> Run:
+    """The run moved to ``status`` at ``now_ms``, keeping every state it already showed.
+
+    ``processing`` holds it there until moved again; ``succeeded`` and ``failed`` end it now.
+    A run already in a terminal state cannot move (its result has been seen).
+    """
+    current = status_at(run, now_ms)
+    if current in ("succeeded", "failed"):
+        raise ValueError(f"run {run.id} is already {current}")
+    if status == current == "processing":
+        return replace(run, processing_ms=None)
+    elapsed = now_ms - run.created_ms
+    pending_ms = min(run.pending_ms, elapsed)
+    if status == "processing":
+        return replace(run, pending_ms=pending_ms, processing_ms=None)
+    if status not in ("succeeded", "failed"):
+        raise ValueError(f"a run cannot be moved to {status!r}")
+    return replace(
+        run,
+        pending_ms=pending_ms,
+        processing_ms=elapsed - pending_ms,
+        outcome="failed" if status == "failed" else "succeeded",
+        error=(error or DEFAULT_RUN_ERROR) if status == "failed" else None,
+    )

@@ -1,9 +1,10 @@
-"""Forced outcomes: how a run (or the create request itself) should go, by name.
+"""Forced outcomes and faults, by name: the registry behind headers, prompt tags and rules.
 
-A client picks one with the header ``X-Mock-Scenario: fail`` or, when it cannot set
-headers, with a tag in the prompt: ``[mock:fail]``. Each scenario is a registered function
-that returns an ``Effect``; the control API and CLI list the registry, nothing branches on
-names elsewhere.
+A client picks one for a create with the header ``X-Mock-Scenario: fail`` or, when it cannot
+set headers, with a tag in the prompt: ``[mock:fail]``; a rule (``/_mock/rules``) picks one
+for every request it matches, with parameters (an error code, a delay). Each scenario is a
+registered function from ``Params`` to an ``Effect``; the control API and CLI list the
+registry, and nothing branches on scenario names elsewhere.
 """
 
 from __future__ import annotations
@@ -15,68 +16,134 @@ from typing import Any
 
 from mock_runbase.errors import RunbaseError
 
-__all__ = ["SCENARIOS", "Effect", "pick_scenario", "scenario"]
+__all__ = ["SCENARIOS", "Effect", "Params", "Scenario", "pick_scenario", "scenario"]
 
 SCENARIO_HEADER = "x-mock-scenario"
 PROMPT_TAG = re.compile(r"\[mock:([A-Za-z0-9_-]+)\]")
 DEFAULT = "succeed"
+CREATE = frozenset({"create"})
+BOTH = frozenset({"create", "get"})
+
+
+@dataclass(frozen=True)
+class Params:
+    """What a rule may tune: the error of ``fail``, the delay of ``latency``."""
+
+    code: str | None = None
+    message: str | None = None
+    ms: int | None = None
 
 
 @dataclass(frozen=True)
 class Effect:
-    """What a scenario does to a run: its outcome, its pace, or an error instead of a run."""
+    """What a scenario does: to the run (outcome, pace) or to the HTTP exchange itself."""
 
     outcome: str = "succeeded"
     error: dict[str, str] | None = None
     slowdown: float = 1.0
     never_finishes: bool = False
     http_error: RunbaseError | None = None
+    delay_ms: int = 0
+    drop: bool = False
 
 
-SCENARIOS: dict[str, Callable[[], Effect]] = {}
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    endpoints: frozenset[str]
+    build: Callable[[Params], Effect]
+
+    @property
+    def description(self) -> str:
+        return (self.build.__doc__ or "").strip()
 
 
-def scenario(name: str) -> Callable[[Callable[[], Effect]], Callable[[], Effect]]:
-    def register(function: Callable[[], Effect]) -> Callable[[], Effect]:
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, endpoints: frozenset[str] = CREATE
+) -> Callable[[Callable[[Params], Effect]], Callable[[Params], Effect]]:
+    def register(function: Callable[[Params], Effect]) -> Callable[[Params], Effect]:
         if name in SCENARIOS:
             raise ValueError(f"scenario {name!r} is already registered")
-        SCENARIOS[name] = function
+        SCENARIOS[name] = Scenario(name=name, endpoints=endpoints, build=function)
         return function
 
     return register
 
 
 @scenario("succeed")
-def succeed() -> Effect:
+def succeed(params: Params) -> Effect:
     """The run goes pending -> processing -> succeeded (the default)."""
     return Effect()
 
 
 @scenario("fail")
-def fail() -> Effect:
-    """The run goes pending -> processing -> failed, with an error; its cost is refunded."""
+def fail(params: Params) -> Effect:
+    """The run goes pending -> processing -> failed with an error (code and message may be
+    chosen by a rule); its cost is refunded when it fails."""
     return Effect(
         outcome="failed",
-        error={"message": "The provider could not generate the image", "code": "generation_failed"},
+        error={
+            "message": params.message or "The provider could not generate the image",
+            "code": params.code or "generation_failed",
+        },
     )
 
 
 @scenario("stuck")
-def stuck() -> Effect:
+def stuck(params: Params) -> Effect:
     """The run stays processing for ever (test your client's timeout)."""
     return Effect(never_finishes=True)
 
 
 @scenario("slow")
-def slow() -> Effect:
+def slow(params: Params) -> Effect:
     """The run takes ten times longer than the timing profile says."""
     return Effect(slowdown=10.0)
 
 
-@scenario("error-500")
-def error_500() -> Effect:
-    """The create request answers 500 and creates nothing."""
-    return Effect(http_error=RunbaseError(500, "internal_error", "Internal server error"))
+@scenario("error-500", BOTH)
+def error_500(params: Params) -> Effect:
+    """The request answers 500 internal_error; a create creates nothing."""
+    message = params.message or "Internal server error"
+    return Effect(http_error=RunbaseError(500, "internal_error", message))
+
+
+@scenario("latency", BOTH)
+def latency(params: Params) -> Effect:
+    """The answer is delayed by `ms` milliseconds of real time (default 1000)."""
+    return Effect(delay_ms=params.ms if params.ms is not None else 1000)
+
+
+@scenario("drop", BOTH)
+def drop(params: Params) -> Effect:
+    """The connection is closed without an answer; a create creates nothing."""
+    return Effect(drop=True)
+
+
+@scenario("rate-limit", BOTH)
+def rate_limit(params: Params) -> Effect:
+    """The request answers 429 RATE_LIMITED, as if the key's window were full."""
+    error = RunbaseError(429, "RATE_LIMITED", "Rate limit exceeded", headers={"Retry-After": "1"})
+    return Effect(http_error=error)
+
+
+@scenario("usage-exceeded")
+def usage_exceeded(params: Params) -> Effect:
+    """The create answers 429 USAGE_EXCEEDED and creates nothing."""
+    return Effect(
+        http_error=RunbaseError(429, "USAGE_EXCEEDED", "Usage quota exceeded for this API key")
+    )
+
+
+@scenario("insufficient-balance")
+def insufficient_balance(params: Params) -> Effect:
+    """The create answers 402 insufficient_balance and creates nothing."""
+    return Effect(
+        http_error=RunbaseError(402, "insufficient_balance", "Insufficient balance for this run")
+    )
 
 
 def pick_scenario(header: str | None, user_input: dict[str, Any]) -> tuple[str, str | None]:
@@ -95,4 +162,4 @@ def pick_scenario(header: str | None, user_input: dict[str, Any]) -> tuple[str, 
 
 
 def describe() -> dict[str, str]:
-    return {name: (function.__doc__ or "").strip() for name, function in SCENARIOS.items()}
+    return {name: entry.description for name, entry in SCENARIOS.items()}

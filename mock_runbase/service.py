@@ -1,31 +1,41 @@
-"""The documented operations, HTTP-free: authorize, create a run, read a run, serve its image.
+"""The operations of the mock, HTTP-free: the documented ones and the control ones.
 
 Route handlers translate HTTP to these calls and back; everything here raises
 ``RunbaseError`` for a rejected request, and a rejected request changes no state (the rate
-limiter's window aside, as with any real limiter).
+limiter's window and the rules' match counters aside, as with any real limiter).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 
-from mock_runbase.accounts import Directory, KeySettings, check_ip
+from mock_runbase.accounts import (
+    ConfigError,
+    Directory,
+    KeySettings,
+    check_ip,
+    directory_from_config,
+    load_config_file,
+    parse_key,
+)
 from mock_runbase.clock import Clock, format_ms
-from mock_runbase.errors import RunbaseError
+from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.images import ImageCache, render_png
 from mock_runbase.ratelimit import retry_after_header
+from mock_runbase.rules import RuleContext, first_firing
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
+    forced,
     input_seed,
     new_token,
     plan_timing,
     status_at,
 )
-from mock_runbase.scenarios import SCENARIOS, pick_scenario
+from mock_runbase.scenarios import SCENARIOS, Effect, Params, pick_scenario
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
 from mock_runbase.store import Store
@@ -34,6 +44,14 @@ from mock_runbase.validation import parse_create_request
 __all__ = ["Created", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
+KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
+    "key": "key",
+    "spendLimitCents": "spend_limit_cents",
+    "ipAllowList": "ip_allow_list",
+    "disabled": "disabled",
+    "expiresAt": "expires_at",
+    "usageQuota": "usage_quota",
+}
 
 
 @dataclass(frozen=True)
@@ -43,22 +61,23 @@ class Created:
 
 
 class RunbaseService:
-    def __init__(
-        self,
-        *,
-        spec: Spec,
-        settings: MockSettings,
-        clock: Clock,
-        store: Store,
-        directory: Directory,
-    ) -> None:
+    def __init__(self, *, spec: Spec, settings: MockSettings, clock: Clock, store: Store) -> None:
         self.spec = spec
-        self.settings = settings
         self.clock = clock
         self.store = store
-        self.directory = directory
-        self.timing = TIMING_PROFILES[settings.timing]
+        self.settings = settings
+        self.directory = self.configured_directory()
         self.images = ImageCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
+
+    def configured_directory(self) -> Directory:
+        config = load_config_file(self.settings.config) if self.settings.config else {}
+        return directory_from_config(
+            config,
+            strict_keys=self.settings.strict_keys,
+            default_balance_usd=self.settings.balance_usd,
+        )
+
+    # --- the documented operations ------------------------------------------------------------
 
     async def authorize(self, authorization: str | None, client_ip: str | None) -> KeySettings:
         """Auth, then the key's IP allow-list, then the rate limit (one request counted)."""
@@ -79,13 +98,20 @@ class RunbaseService:
         self, key: KeySettings, body: bytes, scenario_header: str | None
     ) -> Created:
         request = parse_create_request(self.spec, body)
-        name, warning = pick_scenario(scenario_header, request.input)
-        effect = SCENARIOS[name]()
-        if effect.http_error is not None:
-            raise effect.http_error
+        context = RuleContext("create", key.key, key.account, request.model.id, request.input)
+        rule = first_firing(await self.store.rules(None), context)
+        if rule is not None:
+            name, params, warning = rule.scenario, rule.params, None
+        else:
+            name, warning = pick_scenario(scenario_header, request.input)
+            params = Params()
+        effect = SCENARIOS[name].build(params)
+        await self.apply_to_exchange(effect)
         now = self.clock.now_ms()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
-        pending_ms, processing_ms = plan_timing(self.timing, seed, effect.slowdown)
+        pending_ms, processing_ms = plan_timing(
+            TIMING_PROFILES[self.settings.timing], seed, effect.slowdown
+        )
         width, height = request.model.output_size(request.input)
         run = Run(
             id="run_" + new_token(),
@@ -109,10 +135,22 @@ class RunbaseService:
         return Created(run=run, warning=warning)
 
     async def get_run(self, key: KeySettings, run_id: str) -> Run:
+        rule = first_firing(await self.store.rules(None), RuleContext("get", key.key, key.account))
+        if rule is not None:
+            await self.apply_to_exchange(SCENARIOS[rule.scenario].build(rule.params))
         run = await self.store.get_run(run_id)
         if run is None or run.account != key.account:
             raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r} for this account")
         return run
+
+    async def apply_to_exchange(self, effect: Effect) -> None:
+        """The parts of an effect that touch the HTTP exchange: delay, drop, an error."""
+        if effect.delay_ms:
+            await anyio.sleep(effect.delay_ms / 1000)
+        if effect.drop:
+            raise ConnectionDropped()
+        if effect.http_error is not None:
+            raise effect.http_error
 
     async def image(self, file_name: str) -> tuple[Run, bytes]:
         """The PNG of a succeeded run, rendered once and then served from the cache."""
@@ -127,34 +165,96 @@ class RunbaseService:
             )
         return run, cached
 
-    async def account_view(self, key: KeySettings) -> dict[str, Any]:
-        account = self.directory.account(key.account)
-        account_ledger, key_ledger = await self.store.ledgers(
-            key.account, key.key, self.clock.now_ms()
-        )
+    # --- accounts -------------------------------------------------------------------------------
+
+    async def account_view(self, account: str, keys: list[KeySettings]) -> dict[str, Any]:
+        settings = self.directory.account(account)
+        now = self.clock.now_ms()
+        ledger, _ = await self.store.ledgers(account, "", now)
+        key_views = []
+        for key in keys:
+            _, key_ledger = await self.store.ledgers(account, key.key, now)
+            key_views.append(
+                {
+                    "last4": key.last4,
+                    "spendLimitCents": key.spend_limit_cents,
+                    "spentUsd": key_ledger.net_spent,
+                    "ipAllowList": list(key.ip_allow_list),
+                    "disabled": key.disabled,
+                    "expiresAt": format_ms(key.expires_ms) if key.expires_ms is not None else None,
+                    "usageQuota": key.usage_quota,
+                    "usageUsed": key_ledger.runs,
+                }
+            )
         return {
-            "account": account.name,
-            "balanceUsd": account.starting_balance_usd - account_ledger.net_spent,
-            "spentUsd": account_ledger.net_spent,
-            "startingBalanceUsd": account.starting_balance_usd,
-            "runs": account_ledger.runs,
-            "key": {
-                "last4": key.last4,
-                "spendLimitCents": key.spend_limit_cents,
-                "spentUsd": key_ledger.net_spent,
-                "ipAllowList": list(key.ip_allow_list),
-                "disabled": key.disabled,
-                "expiresAt": format_ms(key.expires_ms) if key.expires_ms is not None else None,
-                "usageQuota": key.usage_quota,
-                "usageUsed": key_ledger.runs,
-            },
+            "account": account,
+            "balanceUsd": settings.starting_balance_usd - ledger.net_spent,
+            "spentUsd": ledger.net_spent,
+            "startingBalanceUsd": settings.starting_balance_usd,
+            "runs": ledger.runs,
+            "keys": key_views,
         }
 
-    async def reset(self) -> None:
-        await self.store.reset()
+    async def key_account_view(self, key: KeySettings) -> dict[str, Any]:
+        view = await self.account_view(key.account, [key])
+        view["key"] = view.pop("keys")[0]
+        return view
+
+    async def named_account_view(self, account: str) -> dict[str, Any]:
+        return await self.account_view(account, self.directory.keys_of(account))
+
+    async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Set an account's balance (micro-USD, now) and/or replace its declared keys."""
+        ledger, _ = await self.store.ledgers(account, "", self.clock.now_ms())
+        current = self.directory.account(account)
+        starting = current.starting_balance_usd
+        if "balanceUsd" in body:
+            starting = body["balanceUsd"] + ledger.net_spent
+        keys = None
+        if "keys" in body:
+            try:
+                keys = [
+                    parse_key(account, i, {KEY_FIELDS[k]: v for k, v in entry.items()})
+                    for i, entry in enumerate(body["keys"])
+                ]
+            except ConfigError as error:
+                raise RunbaseError(400, "invalid_request", str(error)) from None
+        try:
+            self.directory.replace_account(account, starting, keys)
+        except ConfigError as error:
+            raise RunbaseError(409, "key_in_use", str(error)) from None
+        return await self.named_account_view(account)
+
+    # --- runs, clock, reset ---------------------------------------------------------------------
+
+    async def force_state(
+        self, run_id: str, status: str, error: dict[str, str] | None, account: str | None
+    ) -> Run:
+        run = await self.store.get_run(run_id)
+        if run is None or account not in (None, run.account):
+            raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r}")
+        now = self.clock.now_ms()
+        try:
+            moved = forced(run, status, now, error)
+        except ValueError as problem:
+            raise RunbaseError(409, "invalid_transition", str(problem)) from None
+        await self.store.replace_run(moved, now)
+        return moved
+
+    async def reset(self, account: str | None = None) -> None:
+        """One account's runs, journal, rules and charges; or everything, config re-read."""
+        await self.store.reset(account)
+        if account is not None:
+            return
+        self.directory = self.configured_directory()
         reset_clock = getattr(self.clock, "reset", None)
         if reset_clock is not None:
             reset_clock()
+
+    def reconfigure(self, **changes: Any) -> None:
+        """New settings for what is read per request (timing, seed, balance); used by fixtures."""
+        self.settings = replace(self.settings, **changes)
+        self.directory.default_balance_usd = self.settings.balance_usd
 
 
 def image_cache_key(run: Run) -> str:

@@ -24,3 +24,5 @@ class MockSettings:
     image_cache_mb: int = 256
     max_body_bytes: int = 32 * 1024 * 1024
     spec: Path | None = None
+    admin_token: str | None = None  # when set, every /_mock call must send it
+    journal_size: int = 1000

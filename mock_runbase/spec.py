@@ -89,6 +89,11 @@ class Spec:
         """A jsonschema-rs validator for the schema at ``pointer`` (``#/components/...``)."""
         return compile_pointer(self.document, pointer)
 
+    def compile_schema(self, schema: dict[str, Any]) -> Any:
+        """A validator for a schema whose ``$ref``s point into this document's components."""
+        root = {**schema, "components": self.document["components"]}
+        return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
+
 
 def compile_pointer(document: dict[str, Any], pointer: str) -> Any:
     root = {"$ref": pointer, "components": document["components"]}

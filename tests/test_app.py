@@ -529,7 +529,7 @@ def test_clock_advance_needs_the_virtual_clock(make_mock: MockFactory) -> None:
 def test_reset_forgets_runs_and_money(mock: Mock) -> None:
     run_id = mock.create().json()["id"]
     mock.advance(5)
-    assert mock.client.post("/_mock/reset").json() == {"reset": True}
+    assert mock.client.post("/_mock/reset").json() == {"reset": True, "account": None}
     assert mock.get(run_id).status_code == 404
     assert mock.account()["runs"] == 0
     assert mock.account()["balanceUsd"] == 100_000_000

@@ -1,0 +1,145 @@
+"""Fault rules: "for requests like these, apply that scenario, so often".
+
+A rule matches on the endpoint, the key or account, and for creates the model, input fields
+and a prompt regex. When it matches it counts the match, then fires if its budget allows:
+``times`` (the next N matches), ``every`` (every Nth match) and ``probability`` (a seeded
+draw, so a run of tests is reproducible). The first rule that fires wins.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mock_runbase.errors import RunbaseError
+from mock_runbase.scenarios import SCENARIOS, Params
+
+__all__ = ["Rule", "RuleContext", "first_firing", "rule_from_body"]
+
+INPUT_FIELDS = ("resolution", "aspect_ratio")
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    endpoint: str  # "create" or "get"
+    key: str
+    account: str
+    model: str | None = None
+    input: dict[str, Any] | None = None
+
+
+@dataclass
+class Rule:
+    id: str
+    scenario: str
+    params: Params
+    match: dict[str, str]
+    prompt_regex: re.Pattern[str] | None
+    times: int | None
+    every: int | None
+    probability: float | None
+    rng: random.Random = field(repr=False)
+    matches: int = 0
+    hits: int = 0
+
+    @property
+    def account(self) -> str | None:
+        return self.match.get("account")
+
+    def applies_to(self, context: RuleContext) -> bool:
+        endpoint = self.match.get("endpoint", "any")
+        if endpoint not in ("any", context.endpoint):
+            return False
+        if context.endpoint not in SCENARIOS[self.scenario].endpoints:
+            return False
+        if self.match.get("key") not in (None, context.key):
+            return False
+        if self.match.get("account") not in (None, context.account):
+            return False
+        if self.match.get("model") not in (None, context.model):
+            return False
+        user_input = context.input or {}
+        for name in INPUT_FIELDS:
+            if name in self.match and user_input.get(name) != self.match[name]:
+                return False
+        if self.prompt_regex is not None:
+            prompt = user_input.get("prompt")
+            if not isinstance(prompt, str) or not self.prompt_regex.search(prompt):
+                return False
+        return True
+
+    def fires(self) -> bool:
+        """Count one match; True if the rule's budget lets it fire this time."""
+        self.matches += 1
+        if self.times is not None and self.hits >= self.times:
+            return False
+        if self.every is not None and self.matches % self.every != 0:
+            return False
+        if self.probability is not None and self.rng.random() >= self.probability:
+            return False
+        self.hits += 1
+        return True
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    def view(self) -> dict[str, Any]:
+        match = dict(self.match)
+        if self.prompt_regex is not None:
+            match["prompt_regex"] = self.prompt_regex.pattern
+        effect: dict[str, Any] = {"scenario": self.scenario}
+        effect.update({k: v for k, v in vars(self.params).items() if v is not None})
+        return {
+            "id": self.id,
+            "match": match,
+            "effect": effect,
+            "times": self.times,
+            "every": self.every,
+            "probability": self.probability,
+            "matches": self.matches,
+            "hits": self.hits,
+            "exhausted": self.exhausted,
+        }
+
+
+def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
+    for rule in rules:
+        if rule.applies_to(context) and rule.fires():
+            return rule
+    return None
+
+
+def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
+    """A rule from a ``MockRuleInput`` body already validated against the spec."""
+    match = dict(body.get("match") or {})
+    pattern = match.pop("prompt_regex", None)
+    effect = body["effect"]
+    name = effect["scenario"]
+    if name not in SCENARIOS:
+        known = ", ".join(sorted(SCENARIOS))
+        raise RunbaseError(
+            400, "invalid_request", f"effect.scenario {name!r} is not one of {known}"
+        )
+    endpoint = match.get("endpoint", "any")
+    if endpoint != "any" and endpoint not in SCENARIOS[name].endpoints:
+        raise RunbaseError(
+            400, "invalid_request", f"scenario {name!r} does not apply to {endpoint} requests"
+        )
+    try:
+        regex = re.compile(pattern) if pattern is not None else None
+    except re.error as error:
+        raise RunbaseError(400, "invalid_request", f"match.prompt_regex: {error}") from None
+    return Rule(
+        id=f"rule_{number}",
+        scenario=name,
+        params=Params(code=effect.get("code"), message=effect.get("message"), ms=effect.get("ms")),
+        match={k: str(v) for k, v in match.items()},
+        prompt_regex=regex,
+        times=body.get("times"),
+        every=body.get("every"),
+        probability=body.get("probability"),
+        rng=random.Random(f"{body.get('seed', seed)}:{number}"),
+    )
