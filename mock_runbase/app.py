@@ -88,15 +88,19 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
 
 
 class MockApp(Starlette):
-    """Starlette, plus the ``drop`` fault: a connection closed without any answer."""
+    """Starlette, plus the ``drop`` fault (a connection closed without any answer) and the
+    service's start-up work on the first request (lifespan does not run in every host)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service: RunbaseService = self.state.service
+        if not service.started:
+            await service.start()
         try:
             await super().__call__(scope, receive, send)
         except ConnectionDropped:
             transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is None:
-                raise  # in process (no socket): the caller sees the exception
+            if transport is None:  # in process (no socket): fail the caller as a reset would
+                raise ConnectionResetError("mock-runbase dropped the connection") from None
             transport.abort()
             await asyncio.sleep(0)  # let the server notice before it tries to answer
 

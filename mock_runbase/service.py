@@ -25,7 +25,7 @@ from mock_runbase.clock import Clock, format_ms
 from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.images import ImageCache, render_png
 from mock_runbase.ratelimit import retry_after_header
-from mock_runbase.rules import RuleContext, first_firing
+from mock_runbase.rules import RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
@@ -66,16 +66,40 @@ class RunbaseService:
         self.clock = clock
         self.store = store
         self.settings = settings
+        self.config = load_config_file(settings.config) if settings.config else {}
+        self.config_rules = self.checked_config_rules()
         self.directory = self.configured_directory()
         self.images = ImageCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
+        self.started = False
 
     def configured_directory(self) -> Directory:
-        config = load_config_file(self.settings.config) if self.settings.config else {}
         return directory_from_config(
-            config,
+            self.config,
             strict_keys=self.settings.strict_keys,
             default_balance_usd=self.settings.balance_usd,
         )
+
+    def checked_config_rules(self) -> list[dict[str, Any]]:
+        """The config file's ``rules``, each valid as a ``MockRuleInput``, else ConfigError."""
+        rules = self.config.get("rules") or []
+        validator = self.spec.compile("#/components/schemas/MockRuleInput")
+        for index, rule in enumerate(rules):
+            problem = next(iter(validator.iter_errors(rule)), None)
+            if problem is not None:
+                raise ConfigError(f"rules[{index}]: {problem.message}")
+            try:
+                rule_from_body(dict(rule), index + 1, self.settings.seed)
+            except RunbaseError as error:
+                raise ConfigError(f"rules[{index}]: {error.message}") from None
+        return list(rules)
+
+    async def start(self) -> None:
+        """Work that needs the store: the config file's rules. Idempotent."""
+        if self.started:
+            return
+        self.started = True
+        for body in self.config_rules:
+            await self.store.add_rule(dict(body), self.settings.seed)
 
     # --- the documented operations ------------------------------------------------------------
 
@@ -247,6 +271,8 @@ class RunbaseService:
         if account is not None:
             return
         self.directory = self.configured_directory()
+        self.started = False
+        await self.start()
         reset_clock = getattr(self.clock, "reset", None)
         if reset_clock is not None:
             reset_clock()

@@ -153,3 +153,25 @@ def test_ctrl_c_stops_cleanly() -> None:
     code, output = running.stop()
     assert code == 0
     assert "Traceback" not in output
+
+
+def test_drop_rule_closes_the_connection_without_an_answer(server: Server) -> None:
+    headers = {"Authorization": "Bearer sk-e2e-drop"}
+    rule = {"match": {"key": "sk-e2e-drop"}, "effect": {"scenario": "drop"}, "times": 1}
+    assert httpx.post(f"{server.base}/_mock/rules", json=rule).status_code == 201
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "x"}}
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{server.base}/v1/runs", json=body, headers=headers)
+    account = httpx.get(f"{server.base}/_mock/account", headers=headers).json()
+    assert account["runs"] == 0
+    assert httpx.post(f"{server.base}/v1/runs", json=body, headers=headers).status_code == 200
+
+
+def test_latency_rule_delays_the_answer(server: Server) -> None:
+    headers = {"Authorization": "Bearer sk-e2e-latency"}
+    rule = {"match": {"key": "sk-e2e-latency"}, "effect": {"scenario": "latency", "ms": 400}}
+    assert httpx.post(f"{server.base}/_mock/rules", json=rule).status_code == 201
+    started = time.monotonic()
+    response = httpx.get(f"{server.base}/v1/runs/run_x", headers=headers)
+    assert response.status_code == 404
+    assert time.monotonic() - started >= 0.4
