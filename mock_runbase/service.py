@@ -278,9 +278,11 @@ class RunbaseService:
             reset_clock()
 
     def reconfigure(self, **changes: Any) -> None:
-        """New settings for what is read per request (timing, seed, balance); used by fixtures."""
+        """New timing, seed, default balance or rate limit; for test fixtures, between tests."""
         self.settings = replace(self.settings, **changes)
         self.directory.default_balance_usd = self.settings.balance_usd
+        if "rate_limit" in changes:
+            self.store.set_rate_limit(self.settings.rate_limit)
 
 
 def image_cache_key(run: Run) -> str:

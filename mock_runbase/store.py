@@ -36,6 +36,8 @@ class AccountState:
 class Store(Protocol):
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None: ...
 
+    def set_rate_limit(self, rate_limit: RateLimit | None) -> None: ...
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None: ...
@@ -79,6 +81,9 @@ class MemoryStore:
 
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None:
         return self.limiter.hit(key, now_ms) if self.limiter else None
+
+    def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
+        self.limiter = MovingWindowLimiter(rate_limit) if rate_limit else None
 
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int

@@ -16,6 +16,8 @@ from mock_runbase.app import create_app
 from mock_runbase.clock import VirtualClock
 from mock_runbase.settings import MockSettings
 
+pytest_plugins = ["pytester"]
+
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60
 )

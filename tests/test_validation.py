@@ -222,7 +222,9 @@ MUTATIONS: dict[str, Any] = {
     },
     "ratio wrong type": lambda i, d: {
         **i,
-        "aspect_ratio": d(st.one_of(st.integers(), st.floats(allow_nan=False))),
+        "aspect_ratio": d(
+            st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+        ),
     },
     "4K with a narrow ratio": lambda i, d: {
         **i,

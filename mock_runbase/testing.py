@@ -1,0 +1,249 @@
+"""Run the mock inside your own process, on a real loopback port, and drive it from tests.
+
+    with mock_runbase.serve(timing="realistic") as mock:
+        app = MyApp(base_url=mock.base_url, api_key=mock.api_key)
+        run = app.generate("a lighthouse")
+        mock.clock.advance(5)
+        assert app.result(run)["status"] == "succeeded"
+
+The server runs uvicorn in a background thread on a virtual clock; the handle talks to it
+through the mock's own control API, exactly as a test on another machine would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from mock_runbase.app import create_app
+from mock_runbase.ratelimit import RateLimit, parse_rate_limit
+from mock_runbase.service import RunbaseService
+from mock_runbase.settings import MockSettings
+
+__all__ = ["MockServer", "RunbaseMock", "serve"]
+
+T = TypeVar("T")
+TEST_DEFAULTS = MockSettings(timing="instant", clock="virtual", rate_limit=None)
+
+
+class MockServer:
+    """uvicorn serving one mock app on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, settings: MockSettings = TEST_DEFAULTS) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.service: RunbaseService = self.app.state.service
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, name="mock-runbase", daemon=True)
+        self.origin = ""
+
+    def start(self, timeout: float = 10) -> MockServer:
+        self.thread.start()
+        ready = threading.Event()
+
+        def wait() -> None:
+            while not self.server.started and self.thread.is_alive():
+                ready.wait(0.005)
+
+        wait()
+        if not self.server.started:
+            raise RuntimeError("mock-runbase did not start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.origin = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve()
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's own loop (state changes stay on one thread)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    def fresh(
+        self,
+        *,
+        timing: str | None = None,
+        rate_limit: str | RateLimit | None = None,
+        balance_usd: float | None = None,
+        seed: int | None = None,
+    ) -> RunbaseMock:
+        """Forget everything, apply these settings, and hand out a new key."""
+        changes: dict[str, Any] = {}
+        if timing is not None:
+            changes["timing"] = timing
+        if seed is not None:
+            changes["seed"] = seed
+        if balance_usd is not None:
+            changes["balance_usd"] = round(balance_usd * 1_000_000)
+        if isinstance(rate_limit, str):
+            rate_limit = parse_rate_limit(rate_limit)
+        settings = replace(self.settings, **changes, rate_limit=rate_limit)
+        self.call(self._reset(settings))
+        return RunbaseMock(self.origin, f"sk-test-{secrets.token_hex(8)}")
+
+    async def _reset(self, settings: MockSettings) -> None:
+        self.service.reconfigure(
+            timing=settings.timing,
+            seed=settings.seed,
+            balance_usd=settings.balance_usd,
+            rate_limit=settings.rate_limit,
+        )
+        await self.service.reset()
+
+
+class Clock:
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+
+    def advance(self, seconds: float) -> str:
+        response = self._client.post("/_mock/clock/advance", json={"seconds": seconds})
+        response.raise_for_status()
+        now: str = response.json()["now"]
+        return now
+
+    @property
+    def now(self) -> str:
+        now: str = self._client.get("/_mock/clock").json()["now"]
+        return now
+
+
+class Account:
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+
+    def view(self) -> dict[str, Any]:
+        response = self._client.get("/_mock/account")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    @property
+    def name(self) -> str:
+        return str(self.view()["account"])
+
+    @property
+    def balance(self) -> int:
+        """Micro-USD (1 USD = 1,000,000)."""
+        return int(self.view()["balanceUsd"])
+
+    def set_balance(self, micro_usd: int) -> None:
+        response = self._client.put(f"/_mock/accounts/{self.name}", json={"balanceUsd": micro_usd})
+        response.raise_for_status()
+
+
+class RunbaseMock:
+    """One test's view of the mock: its own key, account, runs, rules and journal."""
+
+    def __init__(self, origin: str, api_key: str) -> None:
+        self.origin = origin
+        self.base_url = f"{origin}/v1"
+        self.api_key = api_key
+        self.control = httpx.Client(
+            base_url=origin, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+        )
+        self.clock = Clock(self.control)
+        self.account = Account(self.control)
+
+    def add_rule(
+        self,
+        scenario: str,
+        *,
+        times: int | None = None,
+        every: int | None = None,
+        probability: float | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        ms: int | None = None,
+        **match: str,
+    ) -> dict[str, Any]:
+        """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``."""
+        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms}
+        body = {
+            "match": match,
+            "effect": {k: v for k, v in effect.items() if v is not None},
+            "times": times,
+            "every": every,
+            "probability": probability,
+        }
+        response = self.control.post("/_mock/rules", json={k: v for k, v in body.items() if v})
+        if response.status_code != 201:
+            raise ValueError(response.json()["error"]["message"])
+        rule: dict[str, Any] = response.json()
+        return rule
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The journal of this test's key, oldest first."""
+        entries: list[dict[str, Any]] = self.control.get("/_mock/requests").json()["requests"]
+        return entries
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """This test's runs, newest first, with the mock's own facts under ``mock``."""
+        runs: list[dict[str, Any]] = self.control.get("/_mock/runs").json()["runs"]
+        return runs
+
+    def force(self, run_id: str, status: str, error: dict[str, str] | None = None) -> None:
+        body: dict[str, Any] = {"status": status}
+        if error is not None:
+            body["error"] = error
+        self.control.post(f"/_mock/runs/{run_id}/state", json=body).raise_for_status()
+
+    def assert_requested(
+        self, method: str, path: str, *, status: int | None = None, count: int = 1
+    ) -> None:
+        """Exactly ``count`` requests like this; on failure, lists what was received instead."""
+        made = self.requests
+        found = [
+            r
+            for r in made
+            if r["method"] == method.upper()
+            and r["path"].endswith(path)
+            and status in (None, r["status"])
+        ]
+        if len(found) != count:
+            seen = "\n".join(f"  {r['method']} {r['path']} -> {r['status']}" for r in made)
+            raise AssertionError(
+                f"expected {count} x {method.upper()} {path}"
+                + (f" -> {status}" if status else "")
+                + f", found {len(found)}; received:\n{seen or '  (nothing)'}"
+            )
+
+    def close(self) -> None:
+        self.control.close()
+
+
+@contextmanager
+def serve(**settings: Any) -> Iterator[RunbaseMock]:
+    """A mock on a free loopback port for the duration of a ``with`` block."""
+    fresh_options = {
+        k: settings.pop(k) for k in ("timing", "rate_limit", "balance_usd", "seed") if k in settings
+    }
+    server = MockServer(replace(TEST_DEFAULTS, **settings)).start()
+    mock = server.fresh(**fresh_options)
+    try:
+        yield mock
+    finally:
+        mock.close()
+        server.stop()
