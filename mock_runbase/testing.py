@@ -62,9 +62,11 @@ class MockServer:
             raise RuntimeError("mock-runbase did not start")
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.origin = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=self.origin, timeout=30)  # shared: built once
         return self
 
     def stop(self) -> None:
+        self.http.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
@@ -100,7 +102,8 @@ class MockServer:
             rate_limit = parse_rate_limit(rate_limit)
         settings = replace(self.settings, **changes, rate_limit=rate_limit)
         self.call(self._reset(settings))
-        return RunbaseMock(self.origin, f"sk-test-{secrets.token_hex(8)}")
+        key = f"sk-test-{secrets.token_hex(8)}"
+        return RunbaseMock(self.origin, key, KeyedClient(self.http, key))
 
     async def _reset(self, settings: MockSettings) -> None:
         self.service.reconfigure(
@@ -112,8 +115,28 @@ class MockServer:
         await self.service.reset()
 
 
+class KeyedClient:
+    """The server's shared HTTP client, sending one test's key on every call."""
+
+    def __init__(self, http: httpx.Client, api_key: str) -> None:
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._http.request(method, path, headers=self._headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+
 class Clock:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: KeyedClient) -> None:
         self._client = client
 
     def advance(self, seconds: float) -> str:
@@ -129,7 +152,7 @@ class Clock:
 
 
 class Account:
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: KeyedClient) -> None:
         self._client = client
 
     def view(self) -> dict[str, Any]:
@@ -155,13 +178,11 @@ class Account:
 class RunbaseMock:
     """One test's view of the mock: its own key, account, runs, rules and journal."""
 
-    def __init__(self, origin: str, api_key: str) -> None:
+    def __init__(self, origin: str, api_key: str, control: KeyedClient) -> None:
         self.origin = origin
         self.base_url = f"{origin}/v1"
         self.api_key = api_key
-        self.control = httpx.Client(
-            base_url=origin, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
-        )
+        self.control = control
         self.clock = Clock(self.control)
         self.account = Account(self.control)
 
@@ -231,7 +252,7 @@ class RunbaseMock:
             )
 
     def close(self) -> None:
-        self.control.close()
+        """Nothing to release: the HTTP client belongs to the server."""
 
 
 @contextmanager
