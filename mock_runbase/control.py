@@ -108,6 +108,13 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
         )
         return json(await service.key_account_view(key))
 
+    async def list_accounts(request: Request) -> Response:
+        scope = account_scope(request)
+        service = service_of(request)
+        if scope is not None:
+            return json({"accounts": [await service.named_account_view(scope)]})
+        return json({"accounts": await service.account_views()})
+
     async def get_account(request: Request) -> Response:
         name = own_account(request)
         return json(await service_of(request).named_account_view(name))
@@ -199,6 +206,7 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
 
     return [
         Route(f"{PREFIX}/account", account, methods=["GET"]),
+        Route(f"{PREFIX}/accounts", list_accounts, methods=["GET"]),
         route(f"{PREFIX}/accounts/{{account:str}}", GET=get_account, PUT=put_account),
         Route(f"{PREFIX}/clock", clock, methods=["GET"]),
         Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),

@@ -123,11 +123,6 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
         raise RunbaseError(
             400, "invalid_request", f"effect.scenario {name!r} is not one of {known}"
         )
-    endpoint = match.get("endpoint", "any")
-    if endpoint != "any" and endpoint not in SCENARIOS[name].endpoints:
-        raise RunbaseError(
-            400, "invalid_request", f"scenario {name!r} does not apply to {endpoint} requests"
-        )
     try:
         regex = re.compile(pattern) if pattern is not None else None
     except re.error as error:

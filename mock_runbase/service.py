@@ -225,7 +225,18 @@ class RunbaseService:
         return view
 
     async def named_account_view(self, account: str) -> dict[str, Any]:
-        return await self.account_view(account, self.directory.keys_of(account))
+        """The account with its declared keys and any other key that has spent on it."""
+        keys = self.directory.keys_of(account)
+        declared = {key.key for key in keys}
+        for token in await self.store.account_keys(account):
+            if token not in declared:
+                keys.append(self.directory.implicit_key(token))
+        return await self.account_view(account, keys)
+
+    async def account_views(self) -> list[dict[str, Any]]:
+        """Every declared account and every account that has been charged, by name."""
+        names = set(self.directory.accounts) | set(await self.store.account_names())
+        return [await self.named_account_view(name) for name in sorted(names)]
 
     async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         """Set an account's balance (micro-USD, now) and/or replace its declared keys."""

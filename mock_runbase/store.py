@@ -52,6 +52,10 @@ class Store(Protocol):
 
     async def ledgers(self, account: str, key: str, now_ms: int) -> tuple[Ledger, Ledger]: ...
 
+    async def account_names(self) -> list[str]: ...
+
+    async def account_keys(self, account: str) -> list[str]: ...
+
     async def add_rule(self, body: dict[str, Any], seed: int) -> Rule: ...
 
     async def rules(self, account: str | None) -> list[Rule]: ...
@@ -123,6 +127,14 @@ class MemoryStore:
         self._settle(now_ms)
         state = self.accounts.get(account) or AccountState()
         return state.ledger, state.keys.get(key) or Ledger()
+
+    async def account_names(self) -> list[str]:
+        """Accounts that have been charged at least once."""
+        return list(self.accounts)
+
+    async def account_keys(self, account: str) -> list[str]:
+        state = self.accounts.get(account)
+        return list(state.keys) if state else []
 
     async def add_rule(self, body: dict[str, Any], seed: int) -> Rule:
         rule = rule_from_body(body, self._rule_numbers + 1, seed)

@@ -416,3 +416,21 @@ def test_spec_rule_enum_lists_every_registered_scenario() -> None:
         "scenario"
     ]["enum"]
     assert set(enum) == set(SCENARIOS)
+    rule_schema = document["components"]["schemas"]["MockRuleInput"]
+    create_only = rule_schema["if"]["properties"]["effect"]["properties"]["scenario"]["enum"]
+    assert set(create_only) == {n for n, s in SCENARIOS.items() if "get" not in s.endpoints}
+
+
+def test_list_accounts(tmp_path: Path, make_mock: MockFactory) -> None:
+    config = tmp_path / "mock.yaml"
+    config.write_text("accounts:\n  declared:\n    balance_usd: 1\n    keys: [sk-declared]\n")
+    mock = make_mock(config=config)
+    mock.create()
+    accounts = mock.client.get("/_mock/accounts").json()["accounts"]
+    by_name = {a["account"]: a for a in accounts}
+    mine = mock.account()["account"]
+    assert set(by_name) == {"declared", mine}
+    assert by_name[mine]["keys"][0]["last4"] == KEY[-4:]
+    assert by_name[mine]["spentUsd"] == 50_000
+    scoped = mock.client.get("/_mock/accounts", headers={"Authorization": f"Bearer {KEY}"})
+    assert [a["account"] for a in scoped.json()["accounts"]] == [mine]
