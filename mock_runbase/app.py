@@ -23,7 +23,7 @@ from mock_runbase.clock import Clock, SystemClock, VirtualClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.journal import JournalMiddleware
-from mock_runbase.runs import run_view
+from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
@@ -144,10 +144,8 @@ async def create_run(request: Request) -> Response:
     key = await service.authorize(request.headers.get("authorization"), client_ip(request))
     body = await read_body(request, service.settings.max_body_bytes)
     created = await service.create_run(key, body, request.headers.get("x-mock-scenario"))
-    run = created.run
-    view = {**run_view(run, run.created_ms, lambda _: ""), "status": "pending"}
     headers = {"X-Mock-Warning": created.warning} if created.warning else None
-    return FastJSONResponse(view, headers=headers)
+    return FastJSONResponse(created_view(created.run), headers=headers)
 
 
 async def get_run(request: Request) -> Response:

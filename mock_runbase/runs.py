@@ -26,6 +26,7 @@ __all__ = [
     "Status",
     "TimingProfile",
     "completed_ms",
+    "created_view",
     "failed_by",
     "forced",
     "input_seed",
@@ -101,6 +102,17 @@ def status_at(run: Run, now_ms: int) -> Status:
 def failed_by(run: Run, now_ms: int) -> bool:
     """True once the run has failed, which is also when its cost is refunded."""
     return status_at(run, now_ms) == "failed"
+
+
+def created_view(run: Run) -> dict[str, Any]:
+    """What ``POST /runs`` answers: the run as created, always ``pending``."""
+    return {
+        "id": run.id,
+        "model": run.model,
+        "status": "pending",
+        "costUsd": run.cost_usd,
+        "createdAt": format_ms(run.created_ms),
+    }
 
 
 def run_view(run: Run, now_ms: int, file_url: Callable[[str], str]) -> dict[str, Any]:

@@ -193,11 +193,11 @@ class RunbaseService:
 
     async def account_view(self, account: str, keys: list[KeySettings]) -> dict[str, Any]:
         settings = self.directory.account(account)
-        now = self.clock.now_ms()
-        ledger, _ = await self.store.ledgers(account, "", now)
+        state = await self.store.ledgers(account, self.clock.now_ms())
+        ledger = state.ledger
         key_views = []
         for key in keys:
-            _, key_ledger = await self.store.ledgers(account, key.key, now)
+            key_ledger = state.key(key.key)
             key_views.append(
                 {
                     "last4": key.last4,
@@ -228,7 +228,7 @@ class RunbaseService:
         """The account with its declared keys and any other key that has spent on it."""
         keys = self.directory.keys_of(account)
         declared = {key.key for key in keys}
-        for token in await self.store.account_keys(account):
+        for token in (await self.store.ledgers(account, self.clock.now_ms())).keys:
             if token not in declared:
                 keys.append(self.directory.implicit_key(token))
         return await self.account_view(account, keys)
@@ -240,7 +240,7 @@ class RunbaseService:
 
     async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         """Set an account's balance (micro-USD, now) and/or replace its declared keys."""
-        ledger, _ = await self.store.ledgers(account, "", self.clock.now_ms())
+        ledger = (await self.store.ledgers(account, self.clock.now_ms())).ledger
         current = self.directory.account(account)
         starting = current.starting_balance_usd
         if "balanceUsd" in body:

@@ -24,13 +24,18 @@ from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, rule_from_body
 from mock_runbase.runs import Run, completed_ms
 
-__all__ = ["MemoryStore", "Store"]
+__all__ = ["AccountState", "MemoryStore", "Store"]
 
 
 @dataclass
 class AccountState:
+    """What an account was charged and refunded, in all and per key."""
+
     ledger: Ledger = field(default_factory=Ledger)
     keys: dict[str, Ledger] = field(default_factory=dict)
+
+    def key(self, key: str) -> Ledger:
+        return self.keys.get(key) or Ledger()
 
 
 class Store(Protocol):
@@ -50,11 +55,9 @@ class Store(Protocol):
 
     async def list_runs(self, account: str | None, limit: int) -> list[Run]: ...
 
-    async def ledgers(self, account: str, key: str, now_ms: int) -> tuple[Ledger, Ledger]: ...
+    async def ledgers(self, account: str, now_ms: int) -> AccountState: ...
 
     async def account_names(self) -> list[str]: ...
-
-    async def account_keys(self, account: str) -> list[str]: ...
 
     async def add_rule(self, body: dict[str, Any], seed: int) -> Rule: ...
 
@@ -123,18 +126,14 @@ class MemoryStore:
         found = [run for run in newest_first if account is None or run.account == account]
         return found[:limit]
 
-    async def ledgers(self, account: str, key: str, now_ms: int) -> tuple[Ledger, Ledger]:
+    async def ledgers(self, account: str, now_ms: int) -> AccountState:
+        """The account's ledger and its keys' ledgers, refunds settled up to ``now_ms``."""
         self._settle(now_ms)
-        state = self.accounts.get(account) or AccountState()
-        return state.ledger, state.keys.get(key) or Ledger()
+        return self.accounts.get(account) or AccountState()
 
     async def account_names(self) -> list[str]:
         """Accounts that have been charged at least once."""
         return list(self.accounts)
-
-    async def account_keys(self, account: str) -> list[str]:
-        state = self.accounts.get(account)
-        return list(state.keys) if state else []
 
     async def add_rule(self, body: dict[str, Any], seed: int) -> Rule:
         rule = rule_from_body(body, self._rule_numbers + 1, seed)

@@ -93,6 +93,7 @@ def test_public_url_overrides_the_host(make_mock: MockFactory) -> None:
 def test_instant_timing_is_terminal_at_first_read(make_mock: MockFactory) -> None:
     mock = make_mock(timing="instant")
     created = mock.create().json()
+    assert set(created) == {"id", "model", "status", "costUsd", "createdAt"}
     assert created["status"] == "pending"
     assert mock.get(created["id"]).json()["status"] == "succeeded"
 
