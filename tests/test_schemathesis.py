@@ -15,8 +15,10 @@ from mock_runbase.app import create_app
 from mock_runbase.clock import VirtualClock
 from mock_runbase.settings import MockSettings
 
+# Instant timing: a create answers pending and the first poll is terminal, so the checks see
+# both shapes (the pending/processing ones are covered by tests/test_app.py).
 APP = create_app(
-    MockSettings(timing="fast", clock="virtual", rate_limit=None, balance_usd=10**15),
+    MockSettings(timing="instant", clock="virtual", rate_limit=None, balance_usd=10**15),
     clock=VirtualClock(),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.yaml", APP).include(tag="runs")
