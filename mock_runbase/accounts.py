@@ -12,6 +12,7 @@ import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +150,17 @@ class Directory:
 
     def implicit_key(self, token: str) -> KeySettings:
         """An undeclared ``sk-`` key owns an account of its own, named after its hash."""
-        name = "acct_" + hashlib.sha256(token.encode()).hexdigest()[:16]
-        return KeySettings(key=token, account=name)
+        return implicit_key(token)
 
     def account(self, name: str) -> AccountSettings:
         found = self.accounts.get(name)
         return found or AccountSettings(name=name, starting_balance_usd=self.default_balance_usd)
+
+
+@lru_cache(maxsize=16384)  # hashed once per key, not once per request
+def implicit_key(token: str) -> KeySettings:
+    name = "acct_" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return KeySettings(key=token, account=name)
 
 
 def key_from_header(authorization: str | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock", "VirtualClock", "format_ms", "parse_timestamp"]
@@ -61,6 +62,7 @@ class VirtualClock:
             self._now_ms = self.start_ms
 
 
+@lru_cache(maxsize=65536)  # a run's timestamps are formatted again on every poll
 def format_ms(epoch_ms: int) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``, as Runbase writes timestamps."""
     moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)

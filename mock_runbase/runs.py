@@ -152,12 +152,17 @@ def plan_timing(profile: TimingProfile, seed: int, slowdown: float = 1.0) -> tup
     return jittered(profile.pending_ms), jittered(profile.processing_ms)
 
 
-_ALPHABET = string.ascii_letters + string.digits
+_ALPHABET = string.digits + string.ascii_letters
 
 
 def new_token(length: int = 22) -> str:
-    """An opaque, unguessable base62 token (22 characters carry about 131 bits)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """An opaque, unguessable base62 token of ``length`` characters (22 carry ~131 bits)."""
+    number = int.from_bytes(secrets.token_bytes(length), "big")  # 8 bits a char: ample
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
 
 
 def forced(run: Run, status: str, now_ms: int, error: dict[str, str] | None) -> Run:
