@@ -140,6 +140,25 @@ def test_a_users_suite_passes_with_the_plugin(user_suite: pytest.Pytester) -> No
     result.assert_outcomes(passed=9)
 
 
+def test_parallel_workers_never_see_each_others_runs(user_suite: pytest.Pytester) -> None:
+    user_suite.makepyfile(
+        test_parallel="""
+        import httpx
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_isolated(runbase_mock, n):
+            headers = {"Authorization": f"Bearer {runbase_mock.api_key}"}
+            body = {"model": "openai/gpt-image-2", "input": {"prompt": f"worker run {n}"}}
+            httpx.post(f"{runbase_mock.base_url}/runs", json=body, headers=headers)
+            assert [r["mock"]["input"]["prompt"] for r in runbase_mock.runs] == [f"worker run {n}"]
+            assert len(runbase_mock.requests) == 1
+        """
+    )
+    result = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-n", "2")
+    result.assert_outcomes(passed=17)
+
+
 def test_the_mark_rejects_unknown_options(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
