@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from mock_runbase.clock import Clock, SystemClock, VirtualClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes
+from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.journal import JournalMiddleware
 from mock_runbase.runs import created_view, run_view
@@ -58,6 +59,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.yaml", openapi_document, methods=["GET"]),
         *control_routes(spec),
+        *dashboard_routes(spec),
     ]
     app = MockApp(
         routes=routes,

@@ -1,4 +1,6 @@
-"""``mock-runbase``: the command line. ``serve`` runs the mock on uvicorn.
+"""``mock-runbase``: the command line. ``serve`` runs the mock on uvicorn (``--replay FILE``
+answers recorded exchanges from a cassette), ``contract`` runs the contract suite against a
+server, ``proxy`` judges the exchanges between a client and a server.
 
 Every ``serve`` option can also be set by an environment variable ``MOCK_RUNBASE_<NAME>``
 (``--rate-limit`` -> ``MOCK_RUNBASE_RATE_LIMIT``); a flag on the command line wins.
@@ -94,7 +96,62 @@ def build_parser() -> argparse.ArgumentParser:
     add("--journal-size", type=int, default=env_default("journal-size", 1000, int))
     add("--spec", type=Path, default=env_default("spec", None, Path), help="another openapi.yaml")
     add("--log-level", default=env_default("log-level", "info"))
+    add(
+        "--replay",
+        type=Path,
+        default=env_default("replay", None, Path),
+        help="answer the requests recorded in this cassette (from proxy --record) from it",
+    )
+    add_contract_parser(commands)
+    add_proxy_parser(commands)
     return parser
+
+
+def add_contract_parser(commands: Any) -> None:
+    contract = commands.add_parser(
+        "contract",
+        help="run the contract suite against the in-process mock or a server",
+        description="Judge an implementation of the Runbase runs API against openapi.yaml. "
+        "Without --base-url: the in-process mock. Extra pytest options go after --.",
+    )
+    add = contract.add_argument
+    add("--base-url", help="a server's API base URL, e.g. http://localhost:8080/v1")
+    add(
+        "--app", help="MODULE:ATTR of an ASGI app (or a function returning one) to judge in process"
+    )
+    add("--live", action="store_true", help="the real API: needs RUNBASE_API_KEY; spend-capped")
+    add("--max-spend-usd", type=float, help="with --live: hard spend cap (default 0.50)")
+    add("--api-key", help="key to send (better: RUNBASE_API_KEY)")
+    add("--other-api-key", help="a key of another account (RUNBASE_OTHER_API_KEY)")
+    add("--check", action="append", metavar="NAME", help="run only this contract (repeatable)")
+    add("--list", action="store_true", help="list the contracts and what each checks")
+    add("--profile", help="quick, default or thorough (examples per property)")
+    add("--junitxml", type=Path, help="write a JUnit XML report")
+    add("--spec", type=Path, help="judge against another openapi.yaml")
+    add("--admin-token", help="the mock's admin token, for /_mock (MOCK_RUNBASE_ADMIN_TOKEN)")
+    add("--run-timeout", type=float, help="seconds a run may take to finish (default 120)")
+    add("pytest_args", nargs=argparse.REMAINDER, help="-- then options for pytest")
+
+
+def add_proxy_parser(commands: Any) -> None:
+    proxy = commands.add_parser(
+        "proxy",
+        help="a validating proxy: forward to --upstream, judge every exchange against the spec",
+    )
+    add = proxy.add_argument
+    add("--upstream", required=True, help="the server to forward to, e.g. http://localhost:8080")
+    add("--host", default="127.0.0.1")
+    add("--port", type=int, default=8081)
+    add("--record", type=Path, help="also write each exchange (keys redacted) to this cassette")
+    add("--strict", action="store_true", help="exit 1 if any violation occurred")
+    add(
+        "--min-backoff",
+        type=float,
+        default=0.5,
+        help="least wait after a 429 before the same key asks again (default 0.5 s)",
+    )
+    add("--spec", type=Path, help="judge against another openapi.yaml")
+    add("--log-level", default="info")
 
 
 def settings_from(args: argparse.Namespace) -> MockSettings:
@@ -152,16 +209,58 @@ def serve(args: argparse.Namespace) -> int:
         print(f"mock-runbase: {error}", file=sys.stderr)
         return 2
     example = first_request_example(app.state.service.spec.document)
-    print(banner(args, settings, example), flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    served: Any = app
+    lines = [banner(args, settings, example)]
+    if args.replay is not None:
+        from mock_runbase.cassette import Cassette
+        from mock_runbase.replay import ReplayApp
+
+        try:
+            served = ReplayApp(app, Cassette.load(args.replay), app.state.service.spec)
+        except (ValueError, OSError) as error:
+            print(f"mock-runbase: --replay: {error}", file=sys.stderr)
+            return 2
+        lines.append(f"  replay: {len(served)} recorded exchanges from {args.replay}")
+    print("\n".join(lines), flush=True)
+    uvicorn.run(served, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
+
+
+def contract(args: argparse.Namespace) -> int:
+    from mock_runbase.contract_cli import run
+
+    return run(args)
+
+
+def proxy(args: argparse.Namespace) -> int:
+    from mock_runbase.proxy import run
+
+    try:
+        return run(
+            args.upstream,
+            host=args.host,
+            port=args.port,
+            record=args.record,
+            strict=args.strict,
+            min_backoff=args.min_backoff,
+            spec=args.spec,
+            log_level=args.log_level,
+        )
+    except (ValueError, OSError) as error:
+        print(f"mock-runbase proxy: {error}", file=sys.stderr)
+        return 2
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": serve,
+    "contract": contract,
+    "proxy": proxy,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.requests import Request
@@ -36,6 +37,7 @@ __all__ = ["AdminTokenMiddleware", "control_routes"]
 PREFIX = "/_mock"
 INTEGER = re.compile(r"-?\d+")
 ADMIN_HEADER = "x-mock-admin-token"
+UI_PAGE = f"{PREFIX}/ui"
 BODY_SCHEMAS = {
     "advance": "#/components/schemas/MockClockAdvance",
     "set": "#/components/schemas/MockClockSet",
@@ -61,6 +63,9 @@ class AdminTokenMiddleware:
             await self.app(scope, receive, send)
             return
         sent = dict(scope["headers"]).get(ADMIN_HEADER.encode(), b"")
+        if not sent and scope["path"] == UI_PAGE and scope["method"] in ("GET", "HEAD"):
+            # A browser opening the dashboard cannot send a header: the page URL carries it.
+            sent = parse_qs(scope["query_string"]).get(b"token", [b""])[0]
         if hmac.compare_digest(sent, self.token):
             await self.app(scope, receive, send)
             return

@@ -1,0 +1,135 @@
+"""Benchmark mock-runbase side by side with Prism and bare Starlette: ``python bench/run.py``.
+
+Starts each server on loopback in turn, drives it with wrk (bench/lua/), measures first
+render, start-up, RSS and poll latency with many runs stored, then writes
+bench/results/latest.md and latest.png and prints the markdown. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from loadgen import LoadSettings
+from report import render_markdown, write_chart
+from results_model import Results
+from suite import WORKLOADS, Plan, bench_target, measure_startup, measure_storage
+from targets import Target, bare_target, mock_target, prism_target
+from tools import (
+    BENCH_DIR,
+    ensure_matplotlib,
+    ensure_prism,
+    ensure_py_spy,
+    ensure_wrk,
+    log,
+    machine_facts,
+)
+
+TARGETS = ("mock", "prism", "bare")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--duration", type=float, default=10.0, help="seconds per measured workload (10)")
+    add("--warmup", type=float, default=2.0, help="unmeasured seconds before each (2)")
+    add("--quick", action="store_true", help="3 s per workload, 1 s warm-up, 1 repeat")
+    add("--connections", type=int, default=32, help="wrk connections (32)")
+    add("--threads", type=int, default=1, help="wrk threads (1)")
+    add("--rate", type=int, default=500, help="requests/s of the fixed-rate mix (500)")
+    add("--stored-runs", type=int, default=100_000, help="runs stored for RSS and polls (100000)")
+    add("--repeats", type=int, default=3, help="first renders and starts measured (3)")
+    add("--targets", default=",".join(TARGETS), help="which of mock,prism,bare to drive")
+    add("--no-storage", action="store_true", help="skip the RSS / many-runs phase")
+    add("--profile", action="store_true", help="py-spy the mock under the mix (installs py-spy)")
+    add("--output", type=Path, default=BENCH_DIR / "results", help="where latest.md/png go")
+    return parser
+
+
+def load_settings(args: argparse.Namespace, wrk: str) -> LoadSettings:
+    duration, warmup = (3.0, 1.0) if args.quick else (args.duration, args.warmup)
+    return LoadSettings(wrk, args.threads, args.connections, duration, warmup)
+
+
+def chosen_targets(names: list[str], results: Results) -> list[Target]:
+    targets = []
+    for name in names:
+        if name == "mock":
+            targets.append(mock_target("fast"))
+        elif name == "bare":
+            targets.append(bare_target())
+        elif name == "prism":
+            prism, note = ensure_prism()
+            if prism is None:
+                record_missing("prism", "Prism", f"n/a: Prism unavailable ({note})", results)
+            else:
+                results.machine["prism"] = note
+                targets.append(prism_target(prism))
+        else:
+            raise SystemExit(f"bench: unknown target {name!r} (choose from {', '.join(TARGETS)})")
+    return targets
+
+
+def record_missing(name: str, label: str, why: str, results: Results) -> None:
+    log(why)
+    results.labels[name] = label
+    results.notes.append(why)
+    for workload in WORKLOADS:
+        results.load.setdefault(workload, {})[name] = why
+    results.fixed[name] = why
+
+
+def describe(load: LoadSettings, args: argparse.Namespace) -> dict[str, str]:
+    return {
+        "wrk": f"{load.threads} thread, {load.connections} connections, {load.duration_s:g} s "
+        f"per workload after {load.warmup_s:g} s warm-up",
+        "servers": "loopback, one process each; uvicorn defaults (uvloop + httptools when "
+        "installed) with --log-level warning; Prism with -v warn",
+        "mock": "mock-runbase serve --timing fast --no-rate-limit --balance-usd 1000000000",
+        "fixed rate": f"{args.rate} requests/s held by wrk's Lua delay() (bench/lua/common.lua)",
+        "stored runs": f"{args.stored_runs} (mock with --timing instant)",
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    wrk = ensure_wrk()
+    load = load_settings(args, wrk)
+    results = Results(machine=machine_facts(wrk), settings=describe(load, args), rate=args.rate)
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    targets = chosen_targets(names, results)
+    py_spy = ensure_py_spy() if args.profile else None
+    plan = Plan(
+        load=load,
+        rate=args.rate,
+        repeats=1 if args.quick else args.repeats,
+        stored_runs=args.stored_runs,
+        profile_to=args.output / "profile-mix.folded" if args.profile else None,
+        py_spy=py_spy,
+    )
+    if "mock" in names:
+        measure_startup(plan, results)
+    for target in targets:
+        bench_target(target, plan, results)
+    if "mock" in names and not args.no_storage:
+        measure_storage(plan, results)
+    return write_outputs(results, args.output)
+
+
+def write_outputs(results: Results, folder: Path) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(results)
+    (folder / "latest.md").write_text(markdown)
+    if ensure_matplotlib():
+        write_chart(results, folder / "latest.png")
+    else:
+        log("matplotlib unavailable: no chart")
+    print(markdown)
+    log(f"wrote {folder / 'latest.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

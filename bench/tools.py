@@ -1,0 +1,174 @@
+"""Tools the benchmark needs, installed on demand, and facts about the machine.
+
+``wrk`` comes from Debian (``apt-get``), Prism from the npm registry into ``bench/.cache``
+(reused across runs), matplotlib from PyPI into the running interpreter's environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = [
+    "BENCH_DIR",
+    "CACHE_DIR",
+    "REPO_DIR",
+    "ensure_matplotlib",
+    "ensure_prism",
+    "ensure_py_spy",
+    "ensure_wrk",
+    "free_port",
+    "machine_facts",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+CACHE_DIR = BENCH_DIR / ".cache"
+PRISM_PACKAGE = "@stoplight/prism-cli"
+APT_LISTS = Path("/var/lib/apt/lists")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def run_quiet(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_wrk() -> str:
+    """The path of ``wrk``, installing Debian's package (``apt-get update`` first if needed)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    log("wrk is missing: apt-get install -y wrk")
+    apt = ["sudo", "-n", "apt-get"] if os.geteuid() != 0 else ["apt-get"]
+    env_ok = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*apt, "install", "-y", "--no-install-recommends", "wrk"]
+    if not any(APT_LISTS.glob("*Packages*")) or subprocess.call(install, env=env_ok) != 0:
+        subprocess.run([*apt, "update"], check=True, env=env_ok)
+        subprocess.run(install, check=True, env=env_ok)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: wrk could not be installed (apt-get install wrk)")
+    return found
+
+
+def prism_command() -> list[str] | None:
+    """How to run Prism: the copy in bench/.cache, else one on PATH, else None."""
+    local = CACHE_DIR / "node_modules" / ".bin" / "prism"
+    if local.exists():
+        return [str(local)]
+    on_path = shutil.which("prism")
+    return [on_path] if on_path else None
+
+
+def ensure_prism() -> tuple[list[str] | None, str]:
+    """(command, note): Prism installed into bench/.cache from the npm registry if missing.
+
+    The command is None when Prism cannot be had; the note then says why.
+    """
+    command = prism_command()
+    if command is None:
+        if not shutil.which("npm"):
+            return None, "npm not found"
+        log(f"installing {PRISM_PACKAGE} into {CACHE_DIR} (npm install --prefix)")
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        done = run_quiet(
+            ["npm", "install", "--prefix", str(CACHE_DIR), "--no-audit", "--no-fund", PRISM_PACKAGE]
+        )
+        command = prism_command()
+        if done.returncode != 0 or command is None:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            return None, "npm install failed: " + " | ".join(tail)
+    version = run_quiet([*command, "--version"], timeout=60).stdout.strip()
+    return command, f"prism {version}"
+
+
+def ensure_matplotlib() -> bool:
+    """True once matplotlib imports; installs bench/requirements.txt with pip when missing."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    log("matplotlib is missing: pip install -r bench/requirements.txt")
+    requirements = str(BENCH_DIR / "requirements.txt")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "-r", requirements]
+    if subprocess.call(pip) != 0:
+        return False
+    importlib.invalidate_caches()
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def ensure_py_spy() -> str | None:
+    """py-spy (for ``--profile`` only; not a dependency of the project or the benchmark)."""
+    here = Path(sys.executable).parent / "py-spy"
+    if here.exists():
+        return str(here)
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    log("py-spy is missing: pip install py-spy (profiling only)")
+    if subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", "py-spy"]) != 0:
+        return None
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def source_state() -> str:
+    """The commit benchmarked, and whether the work tree had changes then."""
+    head = run_quiet(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    dirty = run_quiet(["git", "-C", str(REPO_DIR), "status", "--porcelain", "mock_runbase"])
+    changed = " (mock_runbase/ modified)" if dirty.stdout.strip() else ""
+    return (head or "unknown") + changed
+
+
+def machine_facts(wrk: str) -> dict[str, str]:
+    wrk_version = run_quiet([wrk, "-v"]).stdout.strip().splitlines()
+    node = run_quiet(["node", "--version"]).stdout.strip() if shutil.which("node") else "none"
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": source_state(),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "uvicorn": package_version("uvicorn"),
+        "starlette": package_version("starlette"),
+        "uvloop": package_version("uvloop"),
+        "httptools": package_version("httptools"),
+        "wrk": wrk_version[0] if wrk_version else "unknown",
+        "node": node,
+        "load average at start": load,
+    }

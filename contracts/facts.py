@@ -1,0 +1,112 @@
+"""What the suite knows about the API, read from ``openapi.yaml``; nothing here restates a fact.
+
+Operations (from ``mock_runbase.conformance``: statuses, the error codes each response may
+carry and so the status of each code, response validators compiled once), the API prefixes
+and real hosts (from ``servers``), and prices through the model catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mock_runbase.catalog import Model, resolve_ref
+from mock_runbase.conformance import OperationSpec as Operation
+from mock_runbase.conformance import api_prefixes, operations
+from mock_runbase.spec import Spec, load_spec
+
+__all__ = ["Facts", "Operation", "Price", "facts", "use_spec"]
+
+JSON = dict[str, Any]
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class Price:
+    """What a create would cost: ``micro_usd`` exactly when ``accepted``, else at most that."""
+
+    micro_usd: int
+    accepted: bool
+    model: Model | None = None
+    full_input: JSON | None = None
+
+
+class Facts:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.document = spec.document
+        self.catalog = spec.catalog
+        self.operations = {op.id: op for op in operations(spec)}
+        self.create = self.operations["createRun"]
+        self.get = self.operations["getRun"]
+        servers = [s["url"] for s in self.document["servers"]]
+        self.api_prefixes = api_prefixes(spec)
+        self.real_bases = [u for u in servers if urlsplit(u).hostname not in LOCAL_HOSTS]
+        self.real_hosts = {urlsplit(u).hostname for u in self.real_bases}
+        self.run_schema = self.schema("Run")
+
+    # --- the document ---------------------------------------------------------------------
+
+    def schema(self, name: str) -> JSON:
+        return resolve_ref(self.document, {"$ref": f"#/components/schemas/{name}"})
+
+    def validate(self, operation: Operation, status: int, body: Any) -> list[str]:
+        """Why ``body`` is not what the spec documents for this status (empty: it is)."""
+        validator = operation.validators.get(status)
+        if validator is None:
+            return []
+        return [
+            f"{'/'.join(str(p) for p in error.instance_path) or 'body'}: {error.message}"
+            for error in validator.iter_errors(body)
+        ]
+
+    # --- money ----------------------------------------------------------------------------
+
+    def accepted(self, body: Any) -> tuple[Model, JSON] | None:
+        """(model, input with defaults) when the spec says this create body is accepted."""
+        if not isinstance(body, dict) or not self.spec.envelope.is_valid(body):
+            return None
+        model = self.catalog.get(body["model"])
+        if model is None or not self.spec.input_validators[model.id].is_valid(body["input"]):
+            return None
+        return model, model.with_defaults(body["input"])
+
+    def price(self, body: Any) -> Price:
+        found = self.accepted(body)
+        if found is not None:
+            model, full_input = found
+            return Price(model.cost_usd(full_input), True, model, full_input)
+        name = body.get("model") if isinstance(body, dict) else None
+        named = self.catalog.get(name) if isinstance(name, str) else None
+        if named is not None:
+            return Price(max(prices(named)), False, named)
+        return Price(self.most_expensive(), False)
+
+    def cheapest(self, model: Model) -> int:
+        return min(prices(model))
+
+    def most_expensive(self) -> int:
+        return max(max(prices(m)) for m in self.catalog)
+
+
+def prices(model: Model) -> list[int]:
+    if isinstance(model.cost, int):
+        return [model.cost]
+    return [int(v) for v in model.cost["values"].values()]
+
+
+_SPEC_PATH: list[Path | None] = [None]
+
+
+def use_spec(path: Path | None) -> None:
+    """Judge against another ``openapi.yaml`` (``--spec``); call before ``facts()``."""
+    _SPEC_PATH[0] = path
+    facts.cache_clear()
+
+
+@cache
+def facts() -> Facts:
+    return Facts(load_spec(_SPEC_PATH[0]))

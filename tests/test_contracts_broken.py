@@ -1,0 +1,144 @@
+"""The contract suite catches broken servers: each app here is the mock with one deliberate
+fault, judged in process (``pytest contracts --app``), and the run must fail with that finding.
+
+The apps are module attributes so that the suite, in its own process, can import them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mock_runbase.app import create_app
+from mock_runbase.settings import MockSettings
+from mock_runbase.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = load_spec()
+GPT = SPEC.catalog.models["openai/gpt-image-2"]
+CONDITION = GPT.input_schema["if"]["properties"]  # {"resolution": {"const": <the 4K value>}}
+WIDE = GPT.input_schema["then"]["properties"]["aspect_ratio"]["enum"]
+RATIOS = GPT.input_schema["properties"]["aspect_ratio"]["enum"]
+
+
+class Rewrite:
+    """An ASGI middleware that rewrites request bodies and/or response bodies of an app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        request: Callable[[Scope, bytes], bytes] = lambda scope, body: body,
+        response: Callable[[bytes], bytes] = lambda body: body,
+    ) -> None:
+        self.app, self.request, self.response = app, request, response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = self.request(scope, b"".join(chunks))
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            content = self.response(b"".join(parts))
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(content)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+
+        await self.app(scope, replay, capture)
+
+
+def mock() -> ASGIApp:
+    return create_app(MockSettings(clock="virtual", timing="fast", rate_limit=None))
+
+
+def widen_4k(scope: Scope, body: bytes) -> bytes:
+    """The fault: a 4K create with a narrow ratio (or none) is quietly made wide, so it passes."""
+    try:
+        parsed = json.loads(body)
+        fields = parsed["input"]
+        narrow = fields.get("aspect_ratio", GPT.defaults["aspect_ratio"]) in RATIOS
+        if narrow and all(fields.get(k) == v["const"] for k, v in CONDITION.items()):
+            fields["aspect_ratio"] = WIDE[0]
+            return json.dumps(parsed).encode()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return body
+
+
+def accepts_4k_with_any_ratio() -> ASGIApp:
+    return Rewrite(mock(), request=widen_4k)
+
+
+def lower_case_rate_limited() -> ASGIApp:
+    """The fault: 429 bodies say ``rate_limited`` instead of the documented ``RATE_LIMITED``."""
+    return Rewrite(mock(), response=lambda body: body.replace(b'"RATE_LIMITED"', b'"rate_limited"'))
+
+
+# The contracts explain their failures themselves, so pytest's assertion rewriting (costly at
+# start-up where bytecode is not cached) is not needed.
+QUIET = ("-p", "no:cacheprovider", "--assert=plain")
+
+
+def run_contracts(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``pytest contracts ARGS`` in a fresh process, from a scratch directory (its own
+    hypothesis database), so a deliberate failure leaves no trace in the repository's."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "contracts"), *QUIET, *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_suite_catches_a_server_that_accepts_4k_with_a_narrow_ratio(tmp_path: Path) -> None:
+    app = "tests.test_contracts_broken:accepts_4k_with_any_ratio"
+    check = "invalid_input_gets_its_documented_code"
+    result = run_contracts(tmp_path, "--app", app, "--check", check, "--contract-profile", "quick")
+    output = result.stdout
+    assert result.returncode == 1, output
+    failed = [line for line in output.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 2, failed  # 4K with a narrow ratio, and 4K with no ratio (1:1)
+    assert all("resolution=4K" in line for line in failed), failed
+    assert "Received:   200" in output and "Documented: 400" in output
+    assert "Reproduce with:" in output and "curl -sS -X POST" in output
+    assert "Minimal failing example" in output
+
+
+def test_suite_catches_a_lower_case_rate_limited_code(tmp_path: Path) -> None:
+    app = "tests.test_contracts_broken:lower_case_rate_limited"
+    check = "rate_limited_is_upper_case_429"
+    result = run_contracts(tmp_path, "--app", app, "--check", check, "--contract-profile", "quick")
+    output = result.stdout
+    assert result.returncode == 1, output
+    assert "expected 429 RATE_LIMITED" in output
+    assert '"code":"rate_limited"' in output
