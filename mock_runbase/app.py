@@ -135,10 +135,18 @@ def too_large(limit: int) -> RunbaseError:
 
 
 def public_base(request: Request) -> str:
-    configured: str | None = request.app.state.settings.public_url
+    """Where output URLs point: ``--public-url``, else the host the client asked for.
+
+    Read from the scope, not ``request.url``, which re-parses the whole URL on every poll.
+    """
+    configured = service_of(request).settings.public_url
     if configured:
         return configured.rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}"
+    host = request.headers.get("host")
+    if host is None:
+        server_host, port = request.scope.get("server") or ("localhost", 80)
+        host = f"{server_host}:{port}"
+    return f"{request.scope.get('scheme', 'http')}://{host}"
 
 
 async def create_run(request: Request) -> Response:

@@ -126,11 +126,19 @@ class JournalMiddleware:
                 request_body.extend(message.get("body", b"")[: MAX_BODY - len(request_body)])
             return message
 
+        json_answer = False
+
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, json_answer
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and len(response_body) < MAX_BODY:
+                headers = dict(message.get("headers", []))
+                json_answer = headers.get(b"content-type", b"").startswith(b"application/json")
+            elif (
+                json_answer
+                and message["type"] == "http.response.body"
+                and len(response_body) < MAX_BODY
+            ):
                 response_body.extend(message.get("body", b"")[: MAX_BODY - len(response_body)])
             await send(message)
 
