@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from mock_runbase.clock import Clock, SystemClock, VirtualClock
-from mock_runbase.control import AdminTokenMiddleware, control_routes
+from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.journal import JournalMiddleware
@@ -79,7 +79,6 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         },
     )
     app.state.service = service
-    app.state.settings = settings
     log.info(
         "mock ready: %d models, timing %s, %s clock",
         len(spec.catalog.models),
@@ -105,11 +104,6 @@ class MockApp(Starlette):
                 raise ConnectionResetError("mock-runbase dropped the connection") from None
             transport.abort()
             await asyncio.sleep(0)  # let the server notice before it tries to answer
-
-
-def service_of(request: Request) -> RunbaseService:
-    service: RunbaseService = request.app.state.service
-    return service
 
 
 def client_ip(request: Request) -> str | None:

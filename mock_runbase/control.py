@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mock_runbase.service import RunbaseService
     from mock_runbase.spec import Spec
 
-__all__ = ["AdminTokenMiddleware", "control_routes"]
+__all__ = ["AdminTokenMiddleware", "control_routes", "service_of"]
 
 PREFIX = "/_mock"
 INTEGER = re.compile(r"-?\d+")

@@ -29,13 +29,13 @@ from starlette.routing import BaseRoute, Route
 
 from mock_runbase.catalog import resolve_ref
 from mock_runbase.clock import format_ms
+from mock_runbase.control import service_of
 from mock_runbase.errors import RunbaseError
 from mock_runbase.images import ImageCache
 from mock_runbase.journal import JournalEntry, JournalFilter
 from mock_runbase.runs import Run, completed_ms, status_at
 
 if TYPE_CHECKING:
-    from mock_runbase.service import RunbaseService
     from mock_runbase.spec import Spec
 
 __all__ = ["dashboard_routes"]
@@ -197,11 +197,6 @@ def shrink(png: bytes) -> bytes:
 
 
 # --- request helpers ----------------------------------------------------------------------------
-
-
-def service_of(request: Request) -> RunbaseService:
-    service: RunbaseService = request.app.state.service
-    return service
 
 
 def query_checks(spec: Spec, path: str) -> tuple[dict[str, Any], Any]:
