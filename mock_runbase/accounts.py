@@ -1,8 +1,11 @@
 """Accounts and API keys: their settings (from a config file), auth, and the money checks.
 
-Settings are static (declared in ``--config``, or implied for any ``sk-`` key when keys are
-not strict); what changes (spend, refunds, usage) lives in the store's ledgers. The checks
-here are pure functions of both, so every store applies exactly the same rules.
+Settings are declared in ``--config`` (or implied for any ``sk-`` key when keys are not
+strict) and changed at run time by ``PUT /_mock/accounts/{name}``: those changes are
+``AccountOverride``s kept in the store, laid over the config's directory
+(``with_overrides``), so every process sharing a store sees them. What changes with use
+(spend, refunds, usage) lives in the store's ledgers. The checks here are pure functions of
+both, so every store applies exactly the same rules.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from mock_runbase.clock import parse_timestamp
 from mock_runbase.errors import RunbaseError
 
 __all__ = [
+    "AccountOverride",
     "AccountSettings",
     "ConfigError",
     "Directory",
@@ -30,10 +34,13 @@ __all__ = [
     "check_charge",
     "check_ip",
     "directory_from_config",
+    "key_from_data",
     "key_from_header",
     "load_config_file",
+    "merged_override",
     "parse_key",
     "usd_to_micro",
+    "with_overrides",
 ]
 
 KEY_PREFIX = "sk-"
@@ -134,20 +141,6 @@ class Directory:
     def keys_of(self, account: str) -> list[KeySettings]:
         return [key for key in self.keys.values() if key.account == account]
 
-    def replace_account(
-        self, name: str, starting_balance_usd: int, keys: list[KeySettings] | None
-    ) -> None:
-        """Declare (or redeclare) an account; ``keys``, when given, replace its declared keys."""
-        if keys is not None:
-            for key in keys:
-                owner = self.keys.get(key.key)
-                if owner is not None and owner.account != name:
-                    raise ConfigError(f"key ...{key.last4} belongs to account {owner.account!r}")
-            for old in self.keys_of(name):
-                del self.keys[old.key]
-            self.keys.update({key.key: key for key in keys})
-        self.accounts[name] = AccountSettings(name=name, starting_balance_usd=starting_balance_usd)
-
     def implicit_key(self, token: str) -> KeySettings:
         """An undeclared ``sk-`` key owns an account of its own, named after its hash."""
         return implicit_key(token)
@@ -155,6 +148,59 @@ class Directory:
     def account(self, name: str) -> AccountSettings:
         found = self.accounts.get(name)
         return found or AccountSettings(name=name, starting_balance_usd=self.default_balance_usd)
+
+
+@dataclass(frozen=True)
+class AccountOverride:
+    """An account as ``PUT /_mock/accounts/{name}`` left it: its starting balance and, when
+    given, the keys that replace its declared ones."""
+
+    starting_balance_usd: int
+    keys: tuple[KeySettings, ...] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        keys = None if self.keys is None else [asdict(key) for key in self.keys]
+        return {"startingBalanceUsd": self.starting_balance_usd, "keys": keys}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> AccountOverride:
+        keys = data.get("keys")
+        return cls(
+            starting_balance_usd=int(data["startingBalanceUsd"]),
+            keys=None if keys is None else tuple(key_from_data(key) for key in keys),
+        )
+
+
+def merged_override(old: AccountOverride | None, new: AccountOverride) -> AccountOverride:
+    """``new``, keeping ``old``'s keys when ``new`` does not replace them."""
+    if new.keys is not None or old is None:
+        return new
+    return replace(new, keys=old.keys)
+
+
+def key_from_data(data: Mapping[str, Any]) -> KeySettings:
+    return KeySettings(**{**data, "ip_allow_list": tuple(data.get("ip_allow_list") or ())})
+
+
+def with_overrides(base: Directory, overrides: Mapping[str, AccountOverride]) -> Directory:
+    """The directory in effect: the config's, with the account overrides laid over it.
+
+    Keys are replaced in two passes (drop every overridden account's keys, then add the
+    new ones), so the result does not depend on the order of the overrides. Raises
+    ConfigError if an override claims a key another account holds.
+    """
+    accounts = dict(base.accounts)
+    keys = dict(base.keys)
+    replaced = {name for name, override in overrides.items() if override.keys is not None}
+    keys = {token: key for token, key in keys.items() if key.account not in replaced}
+    for name, override in overrides.items():
+        accounts[name] = AccountSettings(name, override.starting_balance_usd)
+        for key in override.keys or ():
+            owner = keys.get(key.key)
+            if owner is not None and owner.account != name:
+                raise ConfigError(f"key ...{key.last4} belongs to account {owner.account!r}")
+            keys[key.key] = key
+    return replace(base, accounts=accounts, keys=keys)
 
 
 @lru_cache(maxsize=16384)  # hashed once per key, not once per request

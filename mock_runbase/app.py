@@ -7,7 +7,10 @@ Handlers only translate HTTP to ``RunbaseService`` calls and back; every error i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -17,9 +20,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from mock_runbase.clock import Clock, SystemClock, VirtualClock
+from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock, VirtualClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
@@ -28,7 +31,7 @@ from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
-from mock_runbase.store import MemoryStore
+from mock_runbase.store import MemoryStore, Store
 
 __all__ = ["create_app"]
 
@@ -47,8 +50,8 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
     spec = load_spec(settings.spec)
-    clock = clock or (VirtualClock() if settings.clock == "virtual" else SystemClock())
-    store = MemoryStore(settings.rate_limit, journal_size=settings.journal_size)
+    store = make_store(settings)
+    clock = clock or make_clock(settings, store)
     service = RunbaseService(spec=spec, settings=settings, clock=clock, store=store)
     routes: list[BaseRoute] = []
     for prefix in API_PREFIXES:
@@ -68,34 +71,82 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
                 JournalMiddleware,
                 clock=lambda: service.clock,
                 record=store.record,
-                account_of=lambda header: service.directory.account_of(header),
+                account_of=lambda header: service.last_directory.account_of(header),
             ),
             Middleware(AdminTokenMiddleware, token=settings.admin_token),
         ],
         exception_handlers={
             RunbaseError: render_runbase_error,
             HTTPException: render_http_exception,
+            **dict.fromkeys(store.unavailable_errors, render_store_unavailable),
             Exception: render_unexpected,
         },
+        lifespan=closing(store),
     )
     app.state.service = service
+    app.worker = str(os.getpid()) if store.shared else None
     log.info(
-        "mock ready: %d models, timing %s, %s clock",
+        "mock ready: %d models, timing %s, %s clock, %s store",
         len(spec.catalog.models),
         settings.timing,
         settings.clock,
+        "shared" if store.shared else "in-memory",
     )
     return app
 
 
+def make_store(settings: MockSettings) -> Store:
+    """``memory`` (one process), or a ``redis://`` URL (any number of processes)."""
+    ttl_ms = round(settings.run_ttl_s * 1000)
+    if settings.store == "memory":
+        return MemoryStore(settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms)
+    if settings.store.startswith(("redis://", "rediss://", "unix://")):
+        from mock_runbase.redis_store import RedisStore
+
+        return RedisStore(
+            settings.store, settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms
+        )
+    raise ValueError(f"--store {settings.store!r}: expected memory or redis://host:port/db")
+
+
+def make_clock(settings: MockSettings, store: Store) -> Clock:
+    if settings.clock != "virtual":
+        return SystemClock()
+    if store.shared:
+        from mock_runbase.redis_store import RedisStore
+
+        assert isinstance(store, RedisStore)
+        return store.clock(DEFAULT_VIRTUAL_START)
+    return VirtualClock()
+
+
+def closing(store: Store) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await store.close()
+
+    return lifespan
+
+
 class MockApp(Starlette):
-    """Starlette, plus the ``drop`` fault (a connection closed without any answer) and the
-    service's start-up work on the first request (lifespan does not run in every host)."""
+    """Starlette, plus the ``drop`` fault (a connection closed without any answer), the
+    service's start-up work on the first request (lifespan does not run in every host) and,
+    on a shared store, an ``X-Mock-Worker`` header naming the process that answered."""
+
+    worker: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service: RunbaseService = self.state.service
-        if not service.started:
-            await service.start()
+        if scope["type"] == "http" and self.worker is not None:
+            send = with_worker_header(send, self.worker.encode())
+        if not service.started and scope["type"] == "http":
+            try:
+                await service.start()
+            except service.store.unavailable_errors as error:
+                answer = FastJSONResponse(store_unavailable(error).body(), status_code=503)
+                await answer(scope, receive, send)
+                return
         try:
             await super().__call__(scope, receive, send)
         except ConnectionDropped:
@@ -104,6 +155,21 @@ class MockApp(Starlette):
                 raise ConnectionResetError("mock-runbase dropped the connection") from None
             transport.abort()
             await asyncio.sleep(0)  # let the server notice before it tries to answer
+
+
+def with_worker_header(send: Send, worker: bytes) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-mock-worker", worker)]
+        await send(message)
+
+    return sending
+
+
+def store_unavailable(error: BaseException) -> RunbaseError:
+    return RunbaseError(
+        503, "store_unavailable", f"The mock's shared store is unavailable: {error}"
+    )
 
 
 def client_ip(request: Request) -> str | None:
@@ -158,7 +224,7 @@ async def get_run(request: Request) -> Response:
     run = await service.get_run(key, request.path_params["run_id"])
     base = public_base(request)
     return FastJSONResponse(
-        run_view(run, service.clock.now_ms(), lambda name: f"{base}{FILES_PATH}/{name}.png")
+        run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
     )
 
 
@@ -180,6 +246,11 @@ async def get_file(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    store = service_of(request).store
+    try:
+        await store.ping()
+    except store.unavailable_errors as error:
+        return FastJSONResponse({"status": "unhealthy", "reason": str(error)}, status_code=503)
     return FastJSONResponse({"status": "ok"})
 
 
@@ -201,6 +272,12 @@ async def render_http_exception(request: Request, exc: Exception) -> Response:
     return FastJSONResponse(
         error_body(code, message), status_code=exc.status_code, headers=exc.headers
     )
+
+
+async def render_store_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+    error = store_unavailable(exc)
+    return FastJSONResponse(error.body(), status_code=503)
 
 
 async def render_unexpected(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mock_runbase.accounts import ConfigError, usd_to_micro
-from mock_runbase.ratelimit import DOCUMENTED, parse_rate_limit
+from mock_runbase.ratelimit import DOCUMENTED, RateLimit, parse_rate_limit
 from mock_runbase.runs import TIMING_PROFILES
 from mock_runbase.settings import MockSettings
 
@@ -94,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="require this token (header X-Mock-Admin-Token) on every /_mock call",
     )
     add("--journal-size", type=int, default=env_default("journal-size", 1000, int))
+    add(
+        "--store",
+        default=env_default("store", "memory"),
+        help="where state lives: memory (one process, the default) or redis://host:port/db "
+        "(shared by every worker and replica)",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=env_default("workers", 1, int),
+        help="uvicorn worker processes (more than 1 needs --store redis://)",
+    )
+    add(
+        "--run-ttl",
+        type=float,
+        default=env_default("run-ttl", 24 * 3600, float),
+        help="seconds a run is kept after it was created (default 86400)",
+    )
     add("--spec", type=Path, default=env_default("spec", None, Path), help="another openapi.yaml")
     add("--log-level", default=env_default("log-level", "info"))
     add(
@@ -168,7 +186,36 @@ def settings_from(args: argparse.Namespace) -> MockSettings:
         spec=args.spec,
         admin_token=args.admin_token,
         journal_size=args.journal_size,
+        store=args.store,
+        run_ttl_s=args.run_ttl,
     )
+
+
+WORKER_SETTINGS = ENV_PREFIX + "WORKER_SETTINGS"
+
+
+def settings_to_json(settings: MockSettings) -> str:
+    data = {name: getattr(settings, name) for name in MockSettings.__dataclass_fields__}
+    for name, value in data.items():
+        if isinstance(value, Path | RateLimit):
+            data[name] = str(value)
+    return json.dumps(data)
+
+
+def settings_from_json(text: str) -> MockSettings:
+    data = json.loads(text)
+    for name in ("config", "spec"):
+        data[name] = Path(data[name]) if data[name] is not None else None
+    rate_limit = data["rate_limit"]
+    data["rate_limit"] = parse_rate_limit(rate_limit) if rate_limit is not None else None
+    return MockSettings(**data)
+
+
+def worker_app() -> Any:
+    """The app of one of ``serve --workers N``'s processes: settings come from the parent."""
+    from mock_runbase.app import create_app
+
+    return create_app(settings_from_json(os.environ[WORKER_SETTINGS]))
 
 
 def banner(args: argparse.Namespace, settings: MockSettings, example: dict[str, Any]) -> str:
@@ -203,9 +250,13 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     settings = settings_from(args)
+    problem = workers_problem(args, settings)
+    if problem:
+        print(f"mock-runbase: {problem}", file=sys.stderr)
+        return 2
     try:
         app = create_app(settings)
-    except (ConfigError, OSError) as error:
+    except (ConfigError, OSError, ValueError) as error:
         print(f"mock-runbase: {error}", file=sys.stderr)
         return 2
     example = first_request_example(app.state.service.spec.document)
@@ -221,9 +272,36 @@ def serve(args: argparse.Namespace) -> int:
             print(f"mock-runbase: --replay: {error}", file=sys.stderr)
             return 2
         lines.append(f"  replay: {len(served)} recorded exchanges from {args.replay}")
+    if args.workers > 1:
+        lines.append(f"  {args.workers} workers sharing the store {settings.store}")
+        os.environ[WORKER_SETTINGS] = settings_to_json(settings)
+        served = "mock_runbase.cli:worker_app"
     print("\n".join(lines), flush=True)
-    uvicorn.run(served, host=args.host, port=args.port, log_level=args.log_level.lower())
+    uvicorn.run(
+        served,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        workers=args.workers if args.workers > 1 else None,
+        factory=args.workers > 1,
+    )
     return 0
+
+
+def workers_problem(args: argparse.Namespace, settings: MockSettings) -> str | None:
+    if args.workers < 1:
+        return "--workers must be at least 1"
+    if args.workers == 1:
+        return None
+    if settings.store == "memory":
+        return (
+            f"--workers {args.workers} needs a shared store: with the in-memory store each "
+            "worker would have its own runs, balances and rate limits. "
+            "Add --store redis://host:port/db (or MOCK_RUNBASE_STORE)."
+        )
+    if args.replay is not None:
+        return "--replay serves one process; drop --workers"
+    return None
 
 
 def contract(args: argparse.Namespace) -> int:

@@ -10,17 +10,38 @@ import threading
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "format_ms", "parse_timestamp"]
+__all__ = [
+    "Clock",
+    "SettableClock",
+    "SystemClock",
+    "VirtualClock",
+    "format_ms",
+    "parse_timestamp",
+]
 
 DEFAULT_VIRTUAL_START = "2026-06-01T12:00:00.000Z"  # the Quickstart sample's createdAt
 
 
 class Clock(Protocol):
+    """What the mock reads the time from. ``now`` is async: a clock shared by several
+    processes (``redis_store.SharedVirtualClock``) is read from the store."""
+
     virtual: bool
 
-    def now_ms(self) -> int: ...
+    async def now(self) -> int: ...
+
+
+@runtime_checkable
+class SettableClock(Clock, Protocol):
+    """A virtual clock, moved by the control API; it never goes back (except on reset)."""
+
+    async def move_by(self, seconds: float) -> int: ...
+
+    async def move_to(self, when_ms: int) -> int: ...
+
+    async def rewind(self) -> None: ...
 
 
 class SystemClock:
@@ -29,9 +50,14 @@ class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
+    async def now(self) -> int:
+        return time.time_ns() // 1_000_000
+
 
 class VirtualClock:
-    """Starts at a fixed instant and moves only through ``advance`` or ``set``; never back."""
+    """Starts at a fixed instant and moves only through ``advance`` or ``set``; never back.
+
+    One process only; the sync methods are for tests that hold the clock in hand."""
 
     virtual = True
 
@@ -42,6 +68,18 @@ class VirtualClock:
 
     def now_ms(self) -> int:
         return self._now_ms
+
+    async def now(self) -> int:
+        return self._now_ms
+
+    async def move_by(self, seconds: float) -> int:
+        return self.advance(seconds)
+
+    async def move_to(self, when_ms: int) -> int:
+        return self.set(when_ms)
+
+    async def rewind(self) -> None:
+        self.reset()
 
     def advance(self, seconds: float) -> int:
         if not seconds >= 0:

@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mock_runbase.catalog import resolve_ref
-from mock_runbase.clock import VirtualClock, format_ms, parse_timestamp
+from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal import JournalFilter
 from mock_runbase.runs import run_view, status_at
@@ -107,48 +107,47 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
 
     async def account(request: Request) -> Response:
         service = service_of(request)
-        key = service.directory.authenticate(
-            request.headers.get("authorization"), service.clock.now_ms()
-        )
+        directory = await service.directory()
+        key = directory.authenticate(request.headers.get("authorization"), await service.now())
         return json(await service.key_account_view(key))
 
     async def list_accounts(request: Request) -> Response:
-        scope = account_scope(request)
+        scope = await account_scope(request)
         service = service_of(request)
         if scope is not None:
             return json({"accounts": [await service.named_account_view(scope)]})
         return json({"accounts": await service.account_views()})
 
     async def get_account(request: Request) -> Response:
-        name = own_account(request)
+        name = await own_account(request)
         return json(await service_of(request).named_account_view(name))
 
     async def put_account(request: Request) -> Response:
-        name = own_account(request)
+        name = await own_account(request)
         body = await body_of(request, "account")
         return json(await service_of(request).put_account(name, body))
 
     async def clock(request: Request) -> Response:
-        return json(clock_view(service_of(request)))
+        return json(await clock_view(service_of(request)))
 
     async def advance_clock(request: Request) -> Response:
         body = await body_of(request, "advance")
         service = service_of(request)
-        virtual_clock(service).advance(float(body["seconds"]))
-        return json(clock_view(service))
+        await virtual_clock(service).move_by(float(body["seconds"]))
+        return json(await clock_view(service))
 
     async def set_clock(request: Request) -> Response:
         body = await body_of(request, "set")
         service = service_of(request)
         clock = virtual_clock(service)
         try:
-            clock.set(parse_timestamp(body["now"]))
+            await clock.move_to(parse_timestamp(body["now"]))
         except ValueError as error:
             raise RunbaseError(409, "clock_backwards", f"now: {error}") from None
-        return json(clock_view(service))
+        return json(await clock_view(service))
 
     async def reset(request: Request) -> Response:
-        scope = account_scope(request)
+        scope = await account_scope(request)
         await service_of(request).reset(scope)
         return json({"reset": True, "account": scope})
 
@@ -156,13 +155,13 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
         return json({"scenarios": describe()})
 
     async def list_rules(request: Request) -> Response:
-        rules = await service_of(request).store.rules(account_scope(request))
+        rules = await service_of(request).store.rules(await account_scope(request))
         return json({"rules": [rule.view() for rule in rules]})
 
     async def add_rule(request: Request) -> Response:
         service = service_of(request)
         body = await body_of(request, "rule")
-        scope = account_scope(request)
+        scope = await account_scope(request)
         if scope is not None:
             match = body.setdefault("match", {})
             if match.setdefault("account", scope) != scope:
@@ -174,26 +173,27 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
 
     async def delete_rules(request: Request) -> Response:
         rule_id = request.path_params.get("rule_id")
-        deleted = await service_of(request).store.delete_rules(account_scope(request), rule_id)
+        scope = await account_scope(request)
+        deleted = await service_of(request).store.delete_rules(scope, rule_id)
         if rule_id is not None and not deleted:
             raise RunbaseError(404, "rule_not_found", f"No rule {rule_id!r} in this scope")
         return json({"deleted": deleted})
 
     async def requests(request: Request) -> Response:
-        selection = JournalFilter.from_query(query_of(request), account_scope(request))
+        selection = JournalFilter.from_query(query_of(request), await account_scope(request))
         entries = await service_of(request).store.journal(selection)
         return json({"requests": [entry.view() for entry in entries]})
 
     async def clear_requests(request: Request) -> Response:
-        await service_of(request).store.clear_journal(account_scope(request))
+        await service_of(request).store.clear_journal(await account_scope(request))
         return json({"cleared": True})
 
     async def runs(request: Request) -> Response:
         service = service_of(request)
         query = query_of(request)
         wanted = query.get("status")
-        now = service.clock.now_ms()
-        found = await service.store.list_runs(account_scope(request), 10**9)
+        now = await service.now()
+        found = await service.store.list_runs(await account_scope(request), 10**9)
         found = [run for run in found if wanted in (None, status_at(run, now))]
         found = found[: query.get("limit", 100)]
         base = f"{request.url.scheme}://{request.url.netloc}"
@@ -203,10 +203,13 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
         service = service_of(request)
         body = await body_of(request, "state")
         run = await service.force_state(
-            request.path_params["run_id"], body["status"], body.get("error"), account_scope(request)
+            request.path_params["run_id"],
+            body["status"],
+            body.get("error"),
+            await account_scope(request),
         )
         base = f"{request.url.scheme}://{request.url.netloc}"
-        return json(mock_run_view(run, service.clock.now_ms(), base))
+        return json(mock_run_view(run, await service.now(), base))
 
     return [
         Route(f"{PREFIX}/account", account, methods=["GET"]),
@@ -270,7 +273,7 @@ def service_of(request: Request) -> RunbaseService:
     return service
 
 
-def account_scope(request: Request) -> str | None:
+async def account_scope(request: Request) -> str | None:
     """``?account=``, else the account of the caller's key, else None (global)."""
     named = request.query_params.get("account")
     if named == "":
@@ -279,30 +282,30 @@ def account_scope(request: Request) -> str | None:
     if header is None:
         return named or None
     service = service_of(request)
-    own = service.directory.authenticate(header, service.clock.now_ms()).account
+    own = (await service.directory()).authenticate(header, await service.now()).account
     if named and named != own:
         raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
     return own
 
 
-def own_account(request: Request) -> str:
+async def own_account(request: Request) -> str:
     name: str = request.path_params["account"]
-    scope = account_scope(request)
+    scope = await account_scope(request)
     if scope not in (None, name):
         raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
     return name
 
 
-def virtual_clock(service: RunbaseService) -> VirtualClock:
-    if not isinstance(service.clock, VirtualClock):
+def virtual_clock(service: RunbaseService) -> SettableClock:
+    if not isinstance(service.clock, SettableClock) or not service.clock.virtual:
         raise RunbaseError(
             409, "clock_not_virtual", "The clock is real; start the mock with --clock virtual"
         )
     return service.clock
 
 
-def clock_view(service: RunbaseService) -> dict[str, Any]:
-    return {"now": format_ms(service.clock.now_ms()), "virtual": service.clock.virtual}
+async def clock_view(service: RunbaseService) -> dict[str, Any]:
+    return {"now": format_ms(await service.now()), "virtual": service.clock.virtual}
 
 
 def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:

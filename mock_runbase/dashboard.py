@@ -65,7 +65,7 @@ def dashboard_routes(spec: Spec) -> list[BaseRoute]:
     async def state(request: Request) -> Response:
         query = typed_query(request, declared, validator)
         service = service_of(request)
-        now = service.clock.now_ms()
+        now = await service.now()
         limit: int = query.get("limit", 100)
         runs = await service.store.list_runs(None, limit)
         entries = await service.store.journal(JournalFilter(key=query.get("key")))
@@ -84,7 +84,7 @@ def dashboard_routes(spec: Spec) -> list[BaseRoute]:
         service = service_of(request)
         run_id = request.path_params["run_id"]
         run = await service.store.get_run(run_id)
-        if run is None or status_at(run, service.clock.now_ms()) != "succeeded":
+        if run is None or status_at(run, await service.now()) != "succeeded":
             raise RunbaseError(404, "run_not_found", f"No succeeded run with id {run_id!r}")
         _, png = await service.image(run.file_name)
         small = await anyio.to_thread.run_sync(

@@ -4,11 +4,16 @@ A rule matches on the endpoint, the key or account, and for creates the model, i
 and a prompt regex. When it matches it counts the match, then fires if its budget allows:
 ``times`` (the next N matches), ``every`` (every Nth match) and ``probability`` (a seeded
 draw, so a run of tests is reproducible). The first rule that fires wins.
+
+Whether a rule fires is a pure function of its settings, its match number and its hit
+count (``fires_at``); the draw hashes (seed, rule number, match number), so every store
+(and every process sharing one) draws the same sequence without sharing a generator.
+The Redis store computes the same SHA-1 draw inside Redis (``redis.sha1hex``).
 """
 
 from __future__ import annotations
 
-import random
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +21,11 @@ from typing import Any
 from mock_runbase.errors import RunbaseError
 from mock_runbase.scenarios import SCENARIOS, Params
 
-__all__ = ["Rule", "RuleContext", "first_firing", "rule_from_body"]
+__all__ = ["Rule", "RuleContext", "draw", "fires_at", "first_firing", "rule_from_body"]
 
 INPUT_FIELDS = ("resolution", "aspect_ratio")
+DRAW_HEX_DIGITS = 13  # 52 bits: exact in a double, in Python and in Redis' Lua alike
+DRAW_SCALE = float(1 << (4 * DRAW_HEX_DIGITS))
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,9 @@ class Rule:
     times: int | None
     every: int | None
     probability: float | None
-    rng: random.Random = field(repr=False)
+    seed: int
+    number: int
+    body: dict[str, Any] = field(repr=False)  # as added: how a shared store keeps it
     matches: int = 0
     hits: int = 0
 
@@ -71,13 +80,9 @@ class Rule:
         return True
 
     def fires(self) -> bool:
-        """Count one match; True if the rule's budget lets it fire this time."""
+        """Count one match; True (and one hit counted) if the budget lets it fire this time."""
         self.matches += 1
-        if self.times is not None and self.hits >= self.times:
-            return False
-        if self.every is not None and self.matches % self.every != 0:
-            return False
-        if self.probability is not None and self.rng.random() >= self.probability:
+        if not fires_at(self, self.matches, self.hits):
             return False
         self.hits += 1
         return True
@@ -103,6 +108,21 @@ class Rule:
             "hits": self.hits,
             "exhausted": self.exhausted,
         }
+
+
+def fires_at(rule: Rule, matches: int, hits: int) -> bool:
+    """Whether the rule fires at its ``matches``-th match, having fired ``hits`` times."""
+    if rule.times is not None and hits >= rule.times:
+        return False
+    if rule.every is not None and matches % rule.every != 0:
+        return False
+    return rule.probability is None or draw(rule.seed, rule.number, matches) < rule.probability
+
+
+def draw(seed: int, number: int, matches: int) -> float:
+    """A uniform number in [0, 1) for one match of one rule, from SHA-1 of the three."""
+    digest = hashlib.sha1(f"{seed}:{number}:{matches}".encode()).hexdigest()
+    return int(digest[:DRAW_HEX_DIGITS], 16) / DRAW_SCALE
 
 
 def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
@@ -136,5 +156,7 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
         times=body.get("times"),
         every=body.get("every"),
         probability=body.get("probability"),
-        rng=random.Random(f"{body.get('seed', seed)}:{number}"),
+        seed=body.get("seed", seed),
+        number=number,
+        body=body,
     )

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from mock_runbase.accounts import (
+    AccountOverride,
     ConfigError,
     Directory,
     KeySettings,
@@ -21,11 +22,11 @@ from mock_runbase.accounts import (
     load_config_file,
     parse_key,
 )
-from mock_runbase.clock import Clock, format_ms
+from mock_runbase.clock import Clock, SettableClock, format_ms
 from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.images import ImageCache, render_png
 from mock_runbase.ratelimit import retry_after_header
-from mock_runbase.rules import RuleContext, first_firing, rule_from_body
+from mock_runbase.rules import RuleContext, rule_from_body
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
@@ -68,7 +69,8 @@ class RunbaseService:
         self.settings = settings
         self.config = load_config_file(settings.config) if settings.config else {}
         self.config_rules = self.checked_config_rules()
-        self.directory = self.configured_directory()
+        self.base_directory = self.configured_directory()
+        self.last_directory = self.base_directory  # as last read: for the journal, sync
         self.images = ImageCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
 
@@ -94,19 +96,29 @@ class RunbaseService:
         return list(rules)
 
     async def start(self) -> None:
-        """Work that needs the store: the config file's rules. Idempotent."""
+        """Work that needs the store: the config file's rules, once per store (a shared store
+        keeps them, so a second process or a restart does not add them twice)."""
         if self.started:
             return
+        if self.config_rules and not await self.store.rules(None):
+            for body in self.config_rules:
+                await self.store.add_rule(dict(body), self.settings.seed)
         self.started = True
-        for body in self.config_rules:
-            await self.store.add_rule(dict(body), self.settings.seed)
+
+    async def directory(self) -> Directory:
+        """The accounts and keys in effect: the config's, with the control API's changes."""
+        self.last_directory = await self.store.directory(self.base_directory)
+        return self.last_directory
+
+    async def now(self) -> int:
+        return await self.clock.now()
 
     # --- the documented operations ------------------------------------------------------------
 
     async def authorize(self, authorization: str | None, client_ip: str | None) -> KeySettings:
         """Auth, then the key's IP allow-list, then the rate limit (one request counted)."""
-        now = self.clock.now_ms()
-        key = self.directory.authenticate(authorization, now)
+        now = await self.clock.now()
+        key = (await self.directory()).authenticate(authorization, now)
         check_ip(key, client_ip)
         wait = await self.store.hit_rate_limit(key.key, now)
         if wait is not None:
@@ -123,7 +135,7 @@ class RunbaseService:
     ) -> Created:
         request = parse_create_request(self.spec, body)
         context = RuleContext("create", key.key, key.account, request.model.id, request.input)
-        rule = first_firing(await self.store.rules(None), context)
+        rule = await self.store.first_firing(context)
         if rule is not None:
             name, params, warning = rule.scenario, rule.params, None
         else:
@@ -131,7 +143,7 @@ class RunbaseService:
             params = Params()
         effect = SCENARIOS[name].build(params)
         await self.apply_to_exchange(effect)
-        now = self.clock.now_ms()
+        now = await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
         pending_ms, processing_ms = plan_timing(
             TIMING_PROFILES[self.settings.timing], seed, effect.slowdown
@@ -155,11 +167,12 @@ class RunbaseService:
             image_seed=seed,
             scenario=name,
         )
-        await self.store.create_run(run, key, self.directory.account(key.account), now)
+        account = (await self.directory()).account(key.account)
+        await self.store.create_run(run, key, account, now)
         return Created(run=run, warning=warning)
 
     async def get_run(self, key: KeySettings, run_id: str) -> Run:
-        rule = first_firing(await self.store.rules(None), RuleContext("get", key.key, key.account))
+        rule = await self.store.first_firing(RuleContext("get", key.key, key.account))
         if rule is not None:
             await self.apply_to_exchange(SCENARIOS[rule.scenario].build(rule.params))
         run = await self.store.get_run(run_id)
@@ -179,7 +192,7 @@ class RunbaseService:
     async def image(self, file_name: str) -> tuple[Run, bytes]:
         """The PNG of a succeeded run, rendered once and then served from the cache."""
         run = await self.store.get_run_by_file(file_name)
-        if run is None or status_at(run, self.clock.now_ms()) != "succeeded":
+        if run is None or status_at(run, await self.clock.now()) != "succeeded":
             raise RunbaseError(404, "file_not_found", "File not found")
         cache_key = image_cache_key(run)
         cached = self.images.get(cache_key)
@@ -192,8 +205,8 @@ class RunbaseService:
     # --- accounts -------------------------------------------------------------------------------
 
     async def account_view(self, account: str, keys: list[KeySettings]) -> dict[str, Any]:
-        settings = self.directory.account(account)
-        state = await self.store.ledgers(account, self.clock.now_ms())
+        settings = (await self.directory()).account(account)
+        state = await self.store.ledgers(account, await self.clock.now())
         ledger = state.ledger
         key_views = []
         for key in keys:
@@ -226,36 +239,37 @@ class RunbaseService:
 
     async def named_account_view(self, account: str) -> dict[str, Any]:
         """The account with its declared keys and any other key that has spent on it."""
-        keys = self.directory.keys_of(account)
+        directory = await self.directory()
+        keys = directory.keys_of(account)
         declared = {key.key for key in keys}
-        for token in (await self.store.ledgers(account, self.clock.now_ms())).keys:
+        for token in (await self.store.ledgers(account, await self.clock.now())).keys:
             if token not in declared:
-                keys.append(self.directory.implicit_key(token))
+                keys.append(directory.implicit_key(token))
         return await self.account_view(account, keys)
 
     async def account_views(self) -> list[dict[str, Any]]:
         """Every declared account and every account that has been charged, by name."""
-        names = set(self.directory.accounts) | set(await self.store.account_names())
+        names = set((await self.directory()).accounts) | set(await self.store.account_names())
         return [await self.named_account_view(name) for name in sorted(names)]
 
     async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         """Set an account's balance (micro-USD, now) and/or replace its declared keys."""
-        ledger = (await self.store.ledgers(account, self.clock.now_ms())).ledger
-        current = self.directory.account(account)
-        starting = current.starting_balance_usd
+        ledger = (await self.store.ledgers(account, await self.clock.now())).ledger
+        starting = (await self.directory()).account(account).starting_balance_usd
         if "balanceUsd" in body:
             starting = body["balanceUsd"] + ledger.net_spent
         keys = None
         if "keys" in body:
             try:
-                keys = [
+                keys = tuple(
                     parse_key(account, i, {KEY_FIELDS[k]: v for k, v in entry.items()})
                     for i, entry in enumerate(body["keys"])
-                ]
+                )
             except ConfigError as error:
                 raise RunbaseError(400, "invalid_request", str(error)) from None
         try:
-            self.directory.replace_account(account, starting, keys)
+            override = AccountOverride(starting, keys)
+            await self.store.put_account(self.base_directory, account, override)
         except ConfigError as error:
             raise RunbaseError(409, "key_in_use", str(error)) from None
         return await self.named_account_view(account)
@@ -268,7 +282,7 @@ class RunbaseService:
         run = await self.store.get_run(run_id)
         if run is None or account not in (None, run.account):
             raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r}")
-        now = self.clock.now_ms()
+        now = await self.clock.now()
         try:
             moved = forced(run, status, now, error)
         except ValueError as problem:
@@ -281,17 +295,18 @@ class RunbaseService:
         await self.store.reset(account)
         if account is not None:
             return
-        self.directory = self.configured_directory()
+        self.base_directory = self.configured_directory()
         self.started = False
         await self.start()
-        reset_clock = getattr(self.clock, "reset", None)
-        if reset_clock is not None:
-            reset_clock()
+        if isinstance(self.clock, SettableClock):
+            await self.clock.rewind()
 
     def reconfigure(self, **changes: Any) -> None:
         """New timing, seed, default balance or rate limit; for test fixtures, between tests."""
         self.settings = replace(self.settings, **changes)
-        self.directory.default_balance_usd = self.settings.balance_usd
+        self.base_directory = replace(
+            self.base_directory, default_balance_usd=self.settings.balance_usd
+        )
         if "rate_limit" in changes:
             self.store.set_rate_limit(self.settings.rate_limit)
 

@@ -26,3 +26,5 @@ class MockSettings:
     spec: Path | None = None
     admin_token: str | None = None  # when set, every /_mock call must send it
     journal_size: int = 1000
+    store: str = "memory"  # or redis://host:port/db, shared by every worker and replica
+    run_ttl_s: float = 24 * 3600  # runs are forgotten this long after they were created

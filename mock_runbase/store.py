@@ -2,29 +2,51 @@
 
 ``Store`` is the seam: route handlers and domain code talk to it, never to a dict or a
 database. ``MemoryStore`` keeps everything in one process (the default). Its ``create_run``
-is atomic because it never awaits between the checks and the writes.
+is atomic because it never awaits between the checks and the writes. ``RedisStore``
+(``redis_store.py``) keeps the same state in Redis, for several processes; both pass the
+same tests (tests/test_store.py).
 
 Refunds are derived, not scheduled: a run that will fail is put in a heap keyed by the
 instant it fails; every read settles the heap up to "now", so at any instant
 ``balance = start - sum(costs of runs not failed by then)`` without a background task. A heap
 entry refunds only if the run still fails at that instant, so a run whose fate is changed
-(``replace_run``) is refunded once, at its new failure time, or not at all.
+(``replace_run``) is refunded once, at its new failure time, or not at all. A pending
+refund carries its account, key and cost, so it is paid even if the run expired (runs are
+forgotten ``run_ttl_ms`` after they were stored, in real time, to keep a long-lived mock
+bounded; money is never forgotten).
 """
 
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from mock_runbase.accounts import AccountSettings, KeySettings, Ledger, check_charge
+from mock_runbase.accounts import (
+    AccountOverride,
+    AccountSettings,
+    Directory,
+    KeySettings,
+    Ledger,
+    check_charge,
+    merged_override,
+    with_overrides,
+)
 from mock_runbase.journal import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
-from mock_runbase.rules import Rule, rule_from_body
+from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import Run, completed_ms
 
-__all__ = ["AccountState", "MemoryStore", "Store"]
+__all__ = ["DEFAULT_RUN_TTL_MS", "AccountState", "MemoryStore", "PendingRefund", "Store"]
+
+DEFAULT_RUN_TTL_MS = 24 * 3600 * 1000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -38,7 +60,35 @@ class AccountState:
         return self.keys.get(key) or Ledger()
 
 
+class PendingRefund(NamedTuple):
+    """A run's cost, to give back at the instant it fails (if its fate does not change)."""
+
+    fails_at_ms: int
+    account: str
+    key: str
+    cost_usd: int
+
+
+def pending_refund(run: Run) -> PendingRefund | None:
+    failure = completed_ms(run)
+    if run.outcome != "failed" or failure is None:
+        return None
+    return PendingRefund(failure, run.account, run.key, run.cost_usd)
+
+
 class Store(Protocol):
+    # Errors that mean "the store cannot be reached": answered 503, never a crash.
+    unavailable_errors: tuple[type[Exception], ...]
+    shared: bool  # True if several processes may use it at once
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def directory(self, base: Directory) -> Directory: ...
+
+    async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None: ...
+
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None: ...
 
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None: ...
@@ -63,6 +113,8 @@ class Store(Protocol):
 
     async def rules(self, account: str | None) -> list[Rule]: ...
 
+    async def first_firing(self, context: RuleContext) -> Rule | None: ...
+
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int: ...
 
     async def record(self, **fields: Any) -> None: ...
@@ -75,16 +127,49 @@ class Store(Protocol):
 
 
 class MemoryStore:
-    def __init__(self, rate_limit: RateLimit | None, journal_size: int = 1000) -> None:
+    unavailable_errors: tuple[type[Exception], ...] = ()
+    shared = False
+
+    def __init__(
+        self,
+        rate_limit: RateLimit | None,
+        journal_size: int = 1000,
+        *,
+        run_ttl_ms: int = DEFAULT_RUN_TTL_MS,
+        wall_clock: Callable[[], int] = wall_ms,
+    ) -> None:
         self.limiter = MovingWindowLimiter(rate_limit) if rate_limit else None
         self.runs: dict[str, Run] = {}
         self.files: dict[str, str] = {}
         self.accounts: dict[str, AccountState] = {}
+        self.run_ttl_ms = run_ttl_ms
+        self.wall_clock = wall_clock
+        self._stored_at: deque[tuple[int, str]] = deque()  # (wall ms, run id), oldest first
         self._failures: list[tuple[int, str]] = []  # (instant of failure, run id)
+        self._refunds: dict[str, PendingRefund] = {}  # run id -> its refund, while pending
+        self._overrides: dict[str, AccountOverride] = {}
+        self._directory: tuple[Directory, Directory] | None = None  # (base, in effect)
         self._rules: list[Rule] = []
         self._rule_numbers = 0
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._journal_seq = 0
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def directory(self, base: Directory) -> Directory:
+        cached = self._directory
+        if cached is None or cached[0] is not base:
+            self._directory = cached = (base, with_overrides(base, self._overrides))
+        return cached[1]
+
+    async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
+        overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
+        self._directory = (base, with_overrides(base, overrides))  # raises on a key conflict
+        self._overrides = overrides
 
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None:
         return self.limiter.hit(key, now_ms) if self.limiter else None
@@ -108,10 +193,13 @@ class MemoryStore:
         self.runs[run.id] = run
         self.files[run.file_name] = run.id
         self._schedule_refund(run)
+        self._forget_expired_runs()
+        self._stored_at.append((self.wall_clock(), run.id))
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         self._settle(now_ms)
-        self.runs[run.id] = run
+        if run.id in self.runs:
+            self.runs[run.id] = run
         self._schedule_refund(run)
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -144,6 +232,9 @@ class MemoryStore:
     async def rules(self, account: str | None) -> list[Rule]:
         return [r for r in self._rules if account is None or r.account == account]
 
+    async def first_firing(self, context: RuleContext) -> Rule | None:
+        return first_firing(self._rules, context)
+
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [
             r
@@ -173,7 +264,11 @@ class MemoryStore:
             self.runs.clear()
             self.files.clear()
             self.accounts.clear()
+            self._stored_at.clear()
             self._failures.clear()
+            self._refunds.clear()
+            self._overrides.clear()
+            self._directory = None
             self._rules.clear()
             self._rule_numbers = 0
             self._journal.clear()
@@ -184,6 +279,7 @@ class MemoryStore:
         for run in doomed:
             del self.runs[run.id]
             self.files.pop(run.file_name, None)
+            self._refunds.pop(run.id, None)
         state = self.accounts.pop(account, None)
         if self.limiter and state:
             for key in state.keys:
@@ -192,17 +288,29 @@ class MemoryStore:
         await self.clear_journal(account)
 
     def _schedule_refund(self, run: Run) -> None:
-        failure = completed_ms(run)
-        if run.outcome == "failed" and failure is not None:
-            heapq.heappush(self._failures, (failure, run.id))
+        refund = pending_refund(run)
+        if refund is None:
+            self._refunds.pop(run.id, None)
+            return
+        self._refunds[run.id] = refund
+        heapq.heappush(self._failures, (refund.fails_at_ms, run.id))
 
     def _settle(self, now_ms: int) -> None:
         """Refund every run that has failed by ``now_ms`` and was not refunded yet."""
         while self._failures and self._failures[0][0] <= now_ms:
             failed_at, run_id = heapq.heappop(self._failures)
-            run = self.runs.get(run_id)
-            if run is None or run.outcome != "failed" or completed_ms(run) != failed_at:
-                continue  # forgotten, or its fate changed since this entry was scheduled
-            state = self.accounts[run.account]
-            for ledger in (state.ledger, state.keys[run.key]):
-                ledger.refunded += run.cost_usd
+            refund = self._refunds.get(run_id)
+            if refund is None or refund.fails_at_ms != failed_at:
+                continue  # reset, or its fate changed since this entry was scheduled
+            del self._refunds[run_id]
+            state = self.accounts[refund.account]
+            for ledger in (state.ledger, state.keys[refund.key]):
+                ledger.refunded += refund.cost_usd
+
+    def _forget_expired_runs(self) -> None:
+        oldest_kept = self.wall_clock() - self.run_ttl_ms
+        while self._stored_at and self._stored_at[0][0] <= oldest_kept:
+            _, run_id = self._stored_at.popleft()
+            run = self.runs.pop(run_id, None)
+            if run is not None:
+                self.files.pop(run.file_name, None)

@@ -1,0 +1,496 @@
+"""The mock's state on Redis, so several workers and replicas act as one mock.
+
+Same contract as ``MemoryStore`` (tests/test_store.py runs both). What must be atomic across
+processes is:
+
+- creating a run: WATCH the account's ledger, read it, apply the pure ``check_charge``,
+  then MULTI (charge, store the run, schedule its refund) and EXEC, retried when another
+  process changed the ledger in between, so a balance never goes below zero by a race;
+- refunds: a per-account sorted set of pending refunds scored by the instant the run fails
+  (member ``cost:run_id:key``, so a refund does not need the run, which may have expired);
+  a Lua script moves the due ones into the ledger, once;
+- the rate limit: a moving-window log per key in a list, checked and appended in Lua (as the
+  ``limits`` library does on Redis, but on the mock's clock, which may be virtual);
+- rules: their hit counts and the fire decision in Lua, with the same SHA-1 draw as
+  ``rules.draw``;
+- the journal: a capped stream whose sequence numbers come from one counter.
+
+Runs expire ``run_ttl_ms`` after they are stored (real time). Caches of the account
+overrides and rules are keyed by a version token that changes with every write, so a
+process re-reads them only when another one changed them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from mock_runbase.accounts import (
+    AccountOverride,
+    AccountSettings,
+    Directory,
+    KeySettings,
+    Ledger,
+    check_charge,
+    merged_override,
+    with_overrides,
+)
+from mock_runbase.clock import parse_timestamp
+from mock_runbase.journal import JournalEntry, JournalFilter
+from mock_runbase.ratelimit import RateLimit
+from mock_runbase.rules import Rule, RuleContext, rule_from_body
+from mock_runbase.runs import Run, new_token
+from mock_runbase.store import DEFAULT_RUN_TTL_MS, AccountState, pending_refund, wall_ms
+
+__all__ = ["RedisStore", "SharedVirtualClock"]
+
+log = logging.getLogger("mock_runbase.redis")
+
+DEFAULT_PREFIX = "mock-runbase:"
+VIRTUAL_CLOCK_IDLE_TTL_MS = DEFAULT_RUN_TTL_MS  # a virtual window outlives real time
+RUN_FIELDS = [f.name for f in fields(Run)]
+
+SETTLE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, member in ipairs(due) do
+  local cost, key = string.match(member, '^(%d+):[^:]+:(.*)$')
+  redis.call('HINCRBY', KEYS[2], 'refunded', cost)
+  redis.call('HINCRBY', KEYS[2], 'refunded:' .. key, cost)
+end
+if #due > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
+return #due
+"""
+
+RATE_LIMIT = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local count = redis.call('LLEN', KEYS[1])
+while count > 0 and tonumber(redis.call('LINDEX', KEYS[1], -1)) <= now - window do
+  redis.call('RPOP', KEYS[1])
+  count = count - 1
+end
+if count >= limit then
+  return tonumber(redis.call('LINDEX', KEYS[1], -1)) + window - now
+end
+redis.call('LPUSH', KEYS[1], now)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return -1
+"""
+
+FIRE_RULE = """
+local matches = redis.call('HINCRBY', KEYS[1], 'matches', 1)
+local hits = tonumber(redis.call('HGET', KEYS[1], 'hits') or '0')
+if ARGV[1] ~= '' and hits >= tonumber(ARGV[1]) then return 0 end
+if ARGV[2] ~= '' and matches % tonumber(ARGV[2]) ~= 0 then return 0 end
+if ARGV[3] ~= '' then
+  local digest = redis.sha1hex(ARGV[4] .. ':' .. ARGV[5] .. ':' .. matches)
+  if tonumber(string.sub(digest, 1, 13), 16) / 4503599627370496 >= tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'hits', 1)
+return 1
+"""
+
+JOURNAL_APPEND = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'seq', seq, 'entry', ARGV[2])
+return seq
+"""
+
+CLOCK_READ = """
+local now = redis.call('GET', KEYS[1])
+if not now then redis.call('SET', KEYS[1], ARGV[1]); now = ARGV[1] end
+return tonumber(now)
+"""
+
+CLOCK_MOVE = """
+local now = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+local target = now + tonumber(ARGV[2])
+if ARGV[3] ~= '' then target = tonumber(ARGV[3]) end
+if target < now then return redis.error_reply('a virtual clock only moves forward') end
+redis.call('SET', KEYS[1], target)
+return target
+"""
+
+
+class RedisStore:
+    unavailable_errors: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        rate_limit: RateLimit | None,
+        journal_size: int = 1000,
+        *,
+        run_ttl_ms: int = DEFAULT_RUN_TTL_MS,
+        prefix: str = DEFAULT_PREFIX,
+        wall_clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.url = url
+        # Any: redis-py types every reply as bytes | str | ..., whatever decode_responses says
+        self.redis: Any = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+        )
+        self.rate_limit = rate_limit
+        self.journal_size = journal_size
+        self.run_ttl_ms = run_ttl_ms
+        self.prefix = prefix
+        self.wall_clock = wall_clock
+        self._settle = self.redis.register_script(SETTLE)
+        self._rate_limit = self.redis.register_script(RATE_LIMIT)
+        self._fire_rule = self.redis.register_script(FIRE_RULE)
+        self._journal_append = self.redis.register_script(JOURNAL_APPEND)
+        self._clock_read = self.redis.register_script(CLOCK_READ)
+        self._clock_move = self.redis.register_script(CLOCK_MOVE)
+        self._directory: tuple[Directory, str | None, Directory] | None = None
+        self._rules: tuple[str | None, list[Rule]] = ("", [])
+
+    def k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # --- accounts ------------------------------------------------------------------------------
+
+    async def directory(self, base: Directory) -> Directory:
+        version = await self.redis.get(self.k("overrides", "version"))
+        cached = self._directory
+        if cached is not None and cached[0] is base and cached[1] == version:
+            return cached[2]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.k("overrides", "version"))
+            pipe.hgetall(self.k("overrides"))
+            version, raw = await pipe.execute()
+        directory = with_overrides(base, parse_overrides(raw))
+        self._directory = (base, version, directory)
+        return directory
+
+    async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
+        async def attempt(pipe: Any) -> None:
+            overrides = parse_overrides(await pipe.hgetall(self.k("overrides")))
+            merged = merged_override(overrides.get(name), override)
+            with_overrides(base, {**overrides, name: merged})  # raises on a key conflict
+            pipe.multi()
+            pipe.hset(self.k("overrides"), name, orjson.dumps(merged.to_data()))
+            pipe.set(self.k("overrides", "version"), new_token())
+
+        await self.transaction(attempt, self.k("overrides"))
+
+    async def hit_rate_limit(self, key: str, now_ms: int) -> float | None:
+        limit = self.rate_limit
+        if limit is None:
+            return None
+        expiry = max(limit.window_ms, VIRTUAL_CLOCK_IDLE_TTL_MS)
+        wait = await self._rate_limit(
+            keys=[self.k("rate", key)], args=[now_ms, limit.window_ms, limit.requests, expiry]
+        )
+        return None if int(wait) < 0 else int(wait) / 1000
+
+    def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
+        self.rate_limit = rate_limit
+
+    async def create_run(
+        self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
+    ) -> None:
+        ledger_key = self.k("ledger", account.name)
+        await self.settle(account.name, now_ms)
+        stored_at = self.wall_clock()
+        refund = pending_refund(run)
+
+        async def attempt(pipe: Any) -> None:
+            state = account_state(await pipe.hgetall(ledger_key))
+            check_charge(key, state.key(key.key), account, state.ledger, run.cost_usd)
+            pipe.multi()
+            for suffix in ("", ":" + key.key):
+                pipe.hincrby(ledger_key, "charged" + suffix, run.cost_usd)
+                pipe.hincrby(ledger_key, "runs" + suffix, 1)
+            pipe.sadd(self.k("accounts"), account.name)
+            pipe.set(self.k("run", run.id), dump_run(run), px=self.run_ttl_ms)
+            pipe.set(self.k("file", run.file_name), run.id, px=self.run_ttl_ms)
+            for index in (self.k("runs"), self.k("runs", run.account)):
+                pipe.zadd(index, {run.id: stored_at})
+                pipe.zremrangebyscore(index, "-inf", stored_at - self.run_ttl_ms)
+            if refund is not None:
+                pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
+
+        await self.transaction(attempt, ledger_key)
+
+    async def replace_run(self, run: Run, now_ms: int) -> None:
+        await self.settle(run.account, now_ms)
+        refund = pending_refund(run)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.k("run", run.id), dump_run(run), xx=True, keepttl=True)
+            if refund is None:
+                pipe.zrem(self.k("refunds", run.account), refund_member(run))
+            else:
+                pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
+            await pipe.execute()
+
+    async def get_run(self, run_id: str) -> Run | None:
+        return load_run(await self.redis.get(self.k("run", run_id)))
+
+    async def get_run_by_file(self, file_name: str) -> Run | None:
+        run_id = await self.redis.get(self.k("file", file_name))
+        return await self.get_run(run_id) if run_id else None
+
+    async def list_runs(self, account: str | None, limit: int) -> list[Run]:
+        index = self.k("runs") if account is None else self.k("runs", account)
+        ids = await self.redis.zrevrange(index, 0, limit - 1)
+        return [run for run in await self.load_runs(ids) if run is not None]
+
+    async def ledgers(self, account: str, now_ms: int) -> AccountState:
+        await self.settle(account, now_ms)
+        return account_state(await self.redis.hgetall(self.k("ledger", account)))
+
+    async def account_names(self) -> list[str]:
+        return sorted(await self.redis.smembers(self.k("accounts")))
+
+    async def settle(self, account: str, now_ms: int) -> None:
+        """Refund the account's runs that have failed by ``now_ms``, each once."""
+        await self._settle(
+            keys=[self.k("refunds", account), self.k("ledger", account)], args=[now_ms]
+        )
+
+    # --- rules ---------------------------------------------------------------------------------
+
+    async def add_rule(self, body: dict[str, Any], seed: int) -> Rule:
+        number = await self.redis.incr(self.k("rules", "next"))
+        rule = rule_from_body(body, number, seed)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.k("rules"), rule.id, orjson.dumps({"body": body, "seed": rule.seed}))
+            pipe.set(self.k("rules", "version"), new_token())
+            await pipe.execute()
+        return rule
+
+    async def rules(self, account: str | None) -> list[Rule]:
+        rules = await self.current_rules()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rule in rules:
+                pipe.hgetall(self.k("rule", rule.id))
+            counts = await pipe.execute()
+        found = []
+        for rule, count in zip(rules, counts, strict=True):
+            if account is None or rule.account == account:
+                fresh = rule_from_body(rule.body, rule.number, rule.seed)
+                fresh.matches = int(count.get("matches", 0))
+                fresh.hits = int(count.get("hits", 0))
+                found.append(fresh)
+        return found
+
+    async def first_firing(self, context: RuleContext) -> Rule | None:
+        for rule in await self.current_rules():
+            if not rule.applies_to(context):
+                continue
+            args = [rule.times, rule.every, rule.probability, rule.seed, rule.number]
+            fired = await self._fire_rule(
+                keys=[self.k("rule", rule.id)], args=["" if a is None else repr(a) for a in args]
+            )
+            if fired:
+                return rule
+        return None
+
+    async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
+        doomed = [
+            rule.id
+            for rule in await self.current_rules()
+            if (account is None or rule.account == account) and rule_id in (None, rule.id)
+        ]
+        if not doomed:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.k("rules"), *doomed)
+            pipe.delete(*(self.k("rule", rule) for rule in doomed))
+            pipe.set(self.k("rules", "version"), new_token())
+            deleted, *_ = await pipe.execute()
+        return int(deleted)
+
+    async def current_rules(self) -> list[Rule]:
+        """Every rule, in the order added; parsed again only after a change."""
+        version = await self.redis.get(self.k("rules", "version"))
+        if version == self._rules[0]:
+            return self._rules[1]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(self.k("rules", "version"))
+            pipe.hgetall(self.k("rules"))
+            version, raw = await pipe.execute()
+        rules = []
+        for rule_id, text in raw.items():
+            stored = orjson.loads(text)
+            number = int(rule_id.removeprefix("rule_"))
+            rules.append(rule_from_body(stored["body"], number, stored["seed"]))
+        rules.sort(key=lambda rule: rule.number)
+        self._rules = (version, rules)
+        return rules
+
+    # --- the journal ---------------------------------------------------------------------------
+
+    async def record(self, exchange: Any) -> None:
+        """Append one exchange; a journal entry lost to an outage never fails the request."""
+        entry = exchange.entry(0)
+        data = {name: getattr(entry, name) for name in JOURNAL_FIELDS}
+        try:
+            await self._journal_append(
+                keys=[self.k("journal"), self.k("journal", "seq")],
+                args=[self.journal_size, orjson.dumps(data)],
+            )
+        except self.unavailable_errors as error:
+            log.warning("journal entry lost, Redis unavailable: %s", error)
+
+    async def journal(self, selection: JournalFilter) -> list[JournalEntry]:
+        return selection.select([entry for _, entry in await self.journal_entries()])
+
+    async def clear_journal(self, account: str | None) -> None:
+        if account is None:
+            await self.redis.delete(self.k("journal"))
+            return
+        doomed = [
+            stream_id
+            for stream_id, entry in await self.journal_entries()
+            if entry.account == account
+        ]
+        if doomed:
+            await self.redis.xdel(self.k("journal"), *doomed)
+
+    async def journal_entries(self) -> list[tuple[str, JournalEntry]]:
+        found = await self.redis.xrange(self.k("journal"))
+        return [
+            (stream_id, JournalEntry(seq=int(data["seq"]), **orjson.loads(data["entry"])))
+            for stream_id, data in found
+        ]
+
+    # --- reset ---------------------------------------------------------------------------------
+
+    async def reset(self, account: str | None = None) -> None:
+        if account is None:
+            await self.forget_everything()
+            return
+        run_ids = await self.redis.zrange(self.k("runs", account), 0, -1)
+        runs = [run for run in await self.load_runs(run_ids) if run is not None]
+        ledger = await self.redis.hgetall(self.k("ledger", account))
+        keys = {field.partition(":")[2] for field in ledger if ":" in field}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if run_ids:
+                pipe.zrem(self.k("runs"), *run_ids)
+                pipe.delete(*(self.k("run", run_id) for run_id in run_ids))
+            for run in runs:
+                pipe.delete(self.k("file", run.file_name))
+            for key in keys:
+                pipe.delete(self.k("rate", key))
+            for name in ("runs", "ledger", "refunds"):
+                pipe.delete(self.k(name, account))
+            pipe.srem(self.k("accounts"), account)
+            await pipe.execute()
+        await self.delete_rules(account, None)
+        await self.clear_journal(account)
+
+    async def forget_everything(self) -> None:
+        """Delete every key of this mock, then change the version tokens (never deleted, so a
+        process holding a cache from before the reset cannot mistake it for a current one)."""
+        versions = {self.k("overrides", "version"), self.k("rules", "version")}
+        doomed = [key async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000)]
+        doomed = [key for key in doomed if key not in versions]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for start in range(0, len(doomed), 1000):
+                pipe.unlink(*doomed[start : start + 1000])
+            for version in versions:
+                pipe.set(version, new_token())
+            await pipe.execute()
+
+    async def load_runs(self, run_ids: list[str]) -> list[Run | None]:
+        if not run_ids:
+            return []
+        found = await self.redis.mget([self.k("run", run_id) for run_id in run_ids])
+        return [load_run(text) for text in found]
+
+    async def transaction(self, attempt: Callable[[Any], Awaitable[None]], watched: str) -> None:
+        """Run ``attempt`` (reads, then ``pipe.multi()`` and writes) under WATCH until no other
+        process changed ``watched`` in between."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(watched)
+                    await attempt(pipe)
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    def clock(self, start: str | int) -> SharedVirtualClock:
+        return SharedVirtualClock(self, start)
+
+
+class SharedVirtualClock:
+    """The virtual clock of every process sharing a ``RedisStore``: one key in Redis."""
+
+    virtual = True
+
+    def __init__(self, store: RedisStore, start: str | int) -> None:
+        self.store = store
+        self.start_ms = parse_timestamp(start) if isinstance(start, str) else start
+        self.key = store.k("clock")
+
+    async def now(self) -> int:
+        return int(await self.store._clock_read(keys=[self.key], args=[self.start_ms]))
+
+    async def move_by(self, seconds: float) -> int:
+        if not seconds >= 0:
+            raise ValueError("a virtual clock only moves forward")
+        return await self.move(round(seconds * 1000), "")
+
+    async def move_to(self, when_ms: int) -> int:
+        return await self.move(0, str(when_ms))
+
+    async def move(self, delta_ms: int, target: str) -> int:
+        try:
+            moved = await self.store._clock_move(
+                keys=[self.key], args=[self.start_ms, delta_ms, target]
+            )
+        except redis.ResponseError as error:
+            raise ValueError(str(error)) from None
+        return int(moved)
+
+    async def rewind(self) -> None:
+        await self.store.redis.set(self.key, self.start_ms)
+
+
+JOURNAL_FIELDS = [f.name for f in fields(JournalEntry) if f.name != "seq"]
+
+
+def dump_run(run: Run) -> bytes:
+    return orjson.dumps({name: getattr(run, name) for name in RUN_FIELDS})
+
+
+def load_run(text: str | None) -> Run | None:
+    return None if text is None else Run(**orjson.loads(text))
+
+
+def refund_member(run: Run) -> str:
+    """cost:run_id:key (the key last: it is the only part that may contain a colon)."""
+    return f"{run.cost_usd}:{run.id}:{run.key}"
+
+
+def parse_overrides(raw: dict[str, str]) -> dict[str, AccountOverride]:
+    return {name: AccountOverride.from_data(orjson.loads(text)) for name, text in raw.items()}
+
+
+def account_state(raw: dict[str, str]) -> AccountState:
+    """A ledger hash (``charged``, ``refunded``, ``runs``; ``<field>:<key>`` per key)."""
+    state = AccountState()
+    for name, value in raw.items():
+        field_name, _, key = name.partition(":")
+        ledger = state.ledger if not key else state.keys.setdefault(key, Ledger())
+        setattr(ledger, field_name, int(value))
+    return state
