@@ -27,6 +27,7 @@ __all__ = [
     "mock_target",
     "prism_target",
     "running",
+    "serve_args",
 ]
 
 LOG_DIR = CACHE_DIR / "logs"
@@ -67,8 +68,12 @@ def mock_command() -> list[str]:
 
 
 def mock_target(timing: str = "fast", label: str = "mock-runbase") -> Target:
-    command = [
-        *mock_command(),
+    return Target("mock", label, [*mock_command(), *serve_args(timing)])
+
+
+def serve_args(timing: str) -> list[str]:
+    """``mock-runbase serve`` as benchmarked: loopback, no rate limit, money to spare."""
+    return [
         "serve",
         "--timing",
         timing,
@@ -81,7 +86,6 @@ def mock_target(timing: str = "fast", label: str = "mock-runbase") -> Target:
         "{port}",
         *UVICORN_FLAGS,
     ]
-    return Target("mock", label, command)
 
 
 def bare_target() -> Target:

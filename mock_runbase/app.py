@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock, Virtua
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
-from mock_runbase.journal import JournalMiddleware
+from mock_runbase.journal import JournalMiddleware, note_answer
 from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -173,7 +173,8 @@ def store_unavailable(error: BaseException) -> RunbaseError:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    client = request.scope.get("client")  # not request.client: that builds an Address each time
+    return client[0] if client else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -194,12 +195,12 @@ def too_large(limit: int) -> RunbaseError:
     return RunbaseError(413, "payload_too_large", f"Request body exceeds {limit} bytes")
 
 
-def public_base(request: Request) -> str:
+def public_base(request: Request, service: RunbaseService) -> str:
     """Where output URLs point: ``--public-url``, else the host the client asked for.
 
     Read from the scope, not ``request.url``, which re-parses the whole URL on every poll.
     """
-    configured = service_of(request).settings.public_url
+    configured = service.settings.public_url
     if configured:
         return configured.rstrip("/")
     host = request.headers.get("host")
@@ -215,17 +216,16 @@ async def create_run(request: Request) -> Response:
     body = await read_body(request, service.settings.max_body_bytes)
     created = await service.create_run(key, body, request.headers.get("x-mock-scenario"))
     headers = {"X-Mock-Warning": created.warning} if created.warning else None
-    return FastJSONResponse(created_view(created.run), headers=headers)
+    return json_answer(request, created_view(created.run), headers=headers)
 
 
 async def get_run(request: Request) -> Response:
     service = service_of(request)
     key = await service.authorize(request.headers.get("authorization"), client_ip(request))
     run = await service.get_run(key, request.path_params["run_id"])
-    base = public_base(request)
-    return FastJSONResponse(
-        run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
-    )
+    base = public_base(request, service)
+    view = run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
+    return json_answer(request, view)
 
 
 async def get_file(request: Request) -> Response:
@@ -250,8 +250,8 @@ async def health(request: Request) -> Response:
     try:
         await store.ping()
     except store.unavailable_errors as error:
-        return FastJSONResponse({"status": "unhealthy", "reason": str(error)}, status_code=503)
-    return FastJSONResponse({"status": "ok"})
+        return json_answer(request, {"status": "unhealthy", "reason": str(error)}, 503)
+    return json_answer(request, {"status": "ok"})
 
 
 async def openapi_document(request: Request) -> Response:
@@ -260,7 +260,7 @@ async def openapi_document(request: Request) -> Response:
 
 async def render_runbase_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RunbaseError)
-    return FastJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+    return json_answer(request, exc.body(), exc.status, exc.headers or None)
 
 
 async def render_http_exception(request: Request, exc: Exception) -> Response:
@@ -269,17 +269,26 @@ async def render_http_exception(request: Request, exc: Exception) -> Response:
     codes = {404: "not_found", 405: "method_not_allowed"}
     code = codes.get(exc.status_code, "http_error")
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return FastJSONResponse(
-        error_body(code, message), status_code=exc.status_code, headers=exc.headers
-    )
+    return json_answer(request, error_body(code, message), exc.status_code, exc.headers)
 
 
 async def render_store_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    error = store_unavailable(exc)
-    return FastJSONResponse(error.body(), status_code=503)
+    return json_answer(request, store_unavailable(exc).body(), 503)
 
 
 async def render_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return FastJSONResponse(error_body("internal_error", "Internal server error"), status_code=500)
+    return json_answer(request, error_body("internal_error", "Internal server error"), 500)
+
+
+def json_answer(
+    request: Request,
+    content: Any,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A JSON answer, with its error code and run id noted for the journal."""
+    answer = FastJSONResponse(content, status_code=status_code, headers=headers)
+    note_answer(request.scope, content, len(answer.body))
+    return answer

@@ -3,6 +3,11 @@
 ``JournalMiddleware`` (pure ASGI) records method, path, headers (the API key redacted to its
 last 4 characters), body, status, Runbase error code, run id and timing. The mock's own
 ``/_mock`` calls are not recorded, so a dashboard polling them leaves the journal alone.
+
+Recording is on the hot path, reading is not: the middleware keeps each request's raw facts
+in an ``Exchange`` and the store turns it into a ``JournalEntry`` (decoded, redacted) only
+when the journal is read. Answers are not buffered: handlers that answer JSON say what it
+carries with ``note_answer``.
 """
 
 from __future__ import annotations
@@ -12,15 +17,24 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import Clock, format_ms, parse_timestamp
 
-__all__ = ["JournalEntry", "JournalFilter", "JournalMiddleware", "redact"]
+__all__ = [
+    "Exchange",
+    "JournalEntry",
+    "JournalFilter",
+    "JournalMiddleware",
+    "note_answer",
+    "redact",
+]
 
 MAX_BODY = 64 * 1024
 UNRECORDED_PREFIX = "/_mock"
+ANSWER_FACTS = "mock_runbase.journal"  # scope key: (error code, run id) from note_answer
+NO_FACTS: tuple[None, None] = (None, None)
+NO_PARAMS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -94,15 +108,80 @@ def redact(authorization: str) -> str:
     return f"{scheme} ****{token.strip()[-4:]}"
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One request as the middleware saw it, kept raw: recording must cost next to nothing.
+
+    ``entry`` decodes it (headers, redaction, key) when the journal is read. ``account`` is
+    the caller's account at the time of the request (the store filters on it when clearing).
+    """
+
+    at_ms: int
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]  # as in the ASGI scope
+    body: bytes  # the request body, its first MAX_BODY bytes
+    status: int | None  # None: no answer was sent (a dropped connection)
+    duration_s: float
+    error_code: str | None
+    run_id: str | None
+    account: str | None
+
+    @property
+    def dropped(self) -> bool:
+        return self.status is None
+
+    def entry(self, seq: int) -> JournalEntry:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            headers["authorization"] = redact(authorization)
+        token = authorization.partition(" ")[2].strip() if authorization else ""
+        return JournalEntry(
+            seq=seq,
+            at_ms=self.at_ms,
+            method=self.method,
+            path=self.path,
+            query=self.query.decode("latin-1"),
+            headers=headers,
+            body=self.body.decode("utf-8", errors="replace"),
+            status=self.status,
+            error_code=self.error_code,
+            run_id=self.run_id,
+            duration_ms=round(self.duration_s * 1000, 3),
+            key_last4=token[-4:] if token else None,
+            account=self.account,
+            dropped=self.dropped,
+        )
+
+
+def note_answer(scope: Scope, content: Any, size: int) -> None:
+    """Tell the journal what a JSON answer carries: ``error.code`` and a top-level ``id``.
+
+    Handlers call this with the content they serialized (to ``size`` bytes), so the journal
+    never buffers or parses answers. An answer longer than MAX_BODY is left out, as the
+    journal never read further than that (such an entry has no error code).
+    """
+    if size > MAX_BODY or not isinstance(content, dict):
+        return
+    error = content.get("error")
+    run_id = content.get("id")
+    scope[ANSWER_FACTS] = (
+        error.get("code") if isinstance(error, dict) else None,
+        run_id if isinstance(run_id, str) else None,
+    )
+
+
 class JournalMiddleware:
-    """Records each exchange with ``record(entry_fields)``; never changes the exchange."""
+    """Records each exchange with ``await record(Exchange)``; never changes the exchange."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         clock: Callable[[], Clock],
-        record: Callable[..., Awaitable[None]],
+        record: Callable[[Exchange], Awaitable[None]],
         account_of: Callable[[str | None], str | None],
     ) -> None:
         self.app = app
@@ -115,70 +194,54 @@ class JournalMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        at_ms = self.clock().now_ms()
-        request_body = bytearray()
-        response_body = bytearray()
+        at_ms = await self.clock().now()
+        body: list[bytes] = []
+        body_size = 0
         status: int | None = None
 
         async def recording_receive() -> Message:
+            nonlocal body_size
             message = await receive()
-            if message["type"] == "http.request" and len(request_body) < MAX_BODY:
-                request_body.extend(message.get("body", b"")[: MAX_BODY - len(request_body)])
+            if message["type"] == "http.request" and body_size < MAX_BODY:
+                chunk = message.get("body", b"")[: MAX_BODY - body_size]
+                body.append(chunk)
+                body_size += len(chunk)
             return message
 
-        json_answer = False
-
         async def recording_send(message: Message) -> None:
-            nonlocal status, json_answer
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = dict(message.get("headers", []))
-                json_answer = headers.get(b"content-type", b"").startswith(b"application/json")
-            elif (
-                json_answer
-                and message["type"] == "http.response.body"
-                and len(response_body) < MAX_BODY
-            ):
-                response_body.extend(message.get("body", b"")[: MAX_BODY - len(response_body)])
             await send(message)
 
         try:
             await self.app(scope, recording_receive, recording_send)
         finally:
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            authorization = headers.get("authorization")
-            if authorization is not None:
-                headers["authorization"] = redact(authorization)
-            error_code, run_id = summarize(scope, bytes(response_body))
-            token = authorization.partition(" ")[2].strip() if authorization else ""
+            duration_s = time.perf_counter() - started
+            error_code, answer_run_id = scope.get(ANSWER_FACTS, NO_FACTS)
+            path_run_id = scope.get("path_params", NO_PARAMS).get("run_id")
+            headers = scope["headers"]
             await self.record(
-                at_ms=at_ms,
-                method=scope["method"],
-                path=scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers,
-                body=bytes(request_body).decode("utf-8", errors="replace"),
-                status=status,
-                error_code=error_code,
-                run_id=run_id,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                key_last4=token[-4:] if token else None,
-                account=self.account_of(authorization),
-                dropped=status is None,
+                Exchange(  # positional: the fields' order; keyword arguments cost more here
+                    at_ms,
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b""),
+                    headers,
+                    b"".join(body),
+                    status,
+                    duration_s,
+                    error_code,
+                    answer_run_id if path_run_id is None else path_run_id,
+                    self.account_of(authorization(headers)),
+                )
             )
 
 
-def summarize(scope: Scope, body: bytes) -> tuple[str | None, str | None]:
-    """(error code, run id) of a JSON answer, when it has them."""
-    run_id = scope.get("path_params", {}).get("run_id")
-    if not body.startswith(b"{"):
-        return None, run_id
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, run_id
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    if run_id is None and isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
-        run_id = parsed["id"]
-    return code, run_id
+def authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The last Authorization header (a journal entry's headers are a dict: the last wins)."""
+    found = None
+    for name, value in headers:
+        if name == b"authorization":
+            found = value
+    return None if found is None else found.decode("latin-1")

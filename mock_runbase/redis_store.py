@@ -5,7 +5,8 @@ processes is:
 
 - creating a run: WATCH the account's ledger, read it, apply the pure ``check_charge``,
   then MULTI (charge, store the run, schedule its refund) and EXEC, retried when another
-  process changed the ledger in between, so a balance never goes below zero by a race;
+  process changed the ledger in between, so a balance never goes below zero by a race
+  (within a process, creates on one account queue on a lock, so only processes race);
 - refunds: a per-account sorted set of pending refunds scored by the instant the run fails
   (member ``cost:run_id:key``, so a refund does not need the run, which may have expired);
   a Lua script moves the due ones into the ledger, once;
@@ -22,13 +23,17 @@ process re-reads them only when another one changed them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
@@ -44,7 +49,7 @@ from mock_runbase.accounts import (
     with_overrides,
 )
 from mock_runbase.clock import parse_timestamp
-from mock_runbase.journal import JournalEntry, JournalFilter
+from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import RateLimit
 from mock_runbase.rules import Rule, RuleContext, rule_from_body
 from mock_runbase.runs import Run, new_token
@@ -55,6 +60,8 @@ __all__ = ["RedisStore", "SharedVirtualClock"]
 log = logging.getLogger("mock_runbase.redis")
 
 DEFAULT_PREFIX = "mock-runbase:"
+MAX_CONNECTIONS = 64  # per process
+POOL_WAIT_S = 10
 VIRTUAL_CLOCK_IDLE_TTL_MS = DEFAULT_RUN_TTL_MS  # a virtual window outlives real time
 RUN_FIELDS = [f.name for f in fields(Run)]
 
@@ -136,10 +143,18 @@ class RedisStore:
         wall_clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.url = url
-        # Any: redis-py types every reply as bytes | str | ..., whatever decode_responses says
-        self.redis: Any = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,  # a burst waits for a connection, not a 503
+            timeout=POOL_WAIT_S,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            # a few quick retries ride out a dropped connection; then answer 503 at once
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=3),
         )
+        # Any: redis-py types every reply as bytes | str | ..., whatever decode_responses says
+        self.redis: Any = redis.Redis(connection_pool=pool)
         self.rate_limit = rate_limit
         self.journal_size = journal_size
         self.run_ttl_ms = run_ttl_ms
@@ -153,6 +168,10 @@ class RedisStore:
         self._clock_move = self.redis.register_script(CLOCK_MOVE)
         self._directory: tuple[Directory, str | None, Directory] | None = None
         self._rules: tuple[str | None, list[Rule]] = ("", [])
+        # weak: a lock lives while a create holds or awaits it
+        self._account_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -161,7 +180,7 @@ class RedisStore:
         await self.redis.ping()
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     # --- accounts ------------------------------------------------------------------------------
 
@@ -226,7 +245,16 @@ class RedisStore:
             if refund is not None:
                 pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
 
-        await self.transaction(attempt, ledger_key)
+        async with self.account_lock(account.name):
+            await self.transaction(attempt, ledger_key)
+
+    def account_lock(self, account: str) -> asyncio.Lock:
+        """One create at a time per account in this process: under a burst, WATCH then only
+        races the other processes, instead of every pending request of this one."""
+        lock = self._account_locks.get(account)
+        if lock is None:
+            lock = self._account_locks[account] = asyncio.Lock()
+        return lock
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         await self.settle(run.account, now_ms)
@@ -274,6 +302,11 @@ class RedisStore:
             pipe.set(self.k("rules", "version"), new_token())
             await pipe.execute()
         return rule
+
+    async def add_rules_once(self, bodies: list[dict[str, Any]], seed: int) -> None:
+        if await self.redis.set(self.k("rules", "seeded"), 1, nx=True):
+            for body in bodies:
+                await self.add_rule(dict(body), seed)
 
     async def rules(self, account: str | None) -> list[Rule]:
         rules = await self.current_rules()
@@ -337,7 +370,7 @@ class RedisStore:
 
     # --- the journal ---------------------------------------------------------------------------
 
-    async def record(self, exchange: Any) -> None:
+    async def record(self, exchange: Exchange) -> None:
         """Append one exchange; a journal entry lost to an outage never fails the request."""
         entry = exchange.entry(0)
         data = {name: getattr(entry, name) for name in JOURNAL_FIELDS}

@@ -100,9 +100,7 @@ class RunbaseService:
         keeps them, so a second process or a restart does not add them twice)."""
         if self.started:
             return
-        if self.config_rules and not await self.store.rules(None):
-            for body in self.config_rules:
-                await self.store.add_rule(dict(body), self.settings.seed)
+        await self.store.add_rules_once(self.config_rules, self.settings.seed)
         self.started = True
 
     async def directory(self) -> Directory:

@@ -35,7 +35,7 @@ from mock_runbase.accounts import (
     merged_override,
     with_overrides,
 )
-from mock_runbase.journal import JournalEntry, JournalFilter
+from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import Run, completed_ms
@@ -111,13 +111,16 @@ class Store(Protocol):
 
     async def add_rule(self, body: dict[str, Any], seed: int) -> Rule: ...
 
+    async def add_rules_once(self, bodies: list[dict[str, Any]], seed: int) -> None:
+        """Add the config file's rules, unless this store already has (or had) them."""
+
     async def rules(self, account: str | None) -> list[Rule]: ...
 
     async def first_firing(self, context: RuleContext) -> Rule | None: ...
 
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int: ...
 
-    async def record(self, **fields: Any) -> None: ...
+    async def record(self, exchange: Exchange) -> None: ...
 
     async def journal(self, selection: JournalFilter) -> list[JournalEntry]: ...
 
@@ -150,8 +153,9 @@ class MemoryStore:
         self._overrides: dict[str, AccountOverride] = {}
         self._directory: tuple[Directory, Directory] | None = None  # (base, in effect)
         self._rules: list[Rule] = []
+        self._rules_seeded = False
         self._rule_numbers = 0
-        self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
+        self._journal: deque[tuple[int, Exchange]] = deque(maxlen=journal_size)  # (seq, it)
         self._journal_seq = 0
 
     async def ping(self) -> None:
@@ -229,6 +233,12 @@ class MemoryStore:
         self._rules.append(rule)
         return rule
 
+    async def add_rules_once(self, bodies: list[dict[str, Any]], seed: int) -> None:
+        if not self._rules_seeded:
+            self._rules_seeded = True
+            for body in bodies:
+                await self.add_rule(dict(body), seed)
+
     async def rules(self, account: str | None) -> list[Rule]:
         return [r for r in self._rules if account is None or r.account == account]
 
@@ -244,18 +254,18 @@ class MemoryStore:
         self._rules = [r for r in self._rules if r not in doomed]
         return len(doomed)
 
-    async def record(self, **fields: Any) -> None:
+    async def record(self, exchange: Exchange) -> None:
         self._journal_seq += 1
-        self._journal.append(JournalEntry(seq=self._journal_seq, **fields))
+        self._journal.append((self._journal_seq, exchange))
 
     async def journal(self, selection: JournalFilter) -> list[JournalEntry]:
-        return selection.select(self._journal)
+        return selection.select(exchange.entry(seq) for seq, exchange in self._journal)
 
     async def clear_journal(self, account: str | None) -> None:
         if account is None:
             self._journal.clear()
             return
-        kept = [entry for entry in self._journal if entry.account != account]
+        kept = [(seq, exchange) for seq, exchange in self._journal if exchange.account != account]
         self._journal.clear()
         self._journal.extend(kept)
 
@@ -270,6 +280,7 @@ class MemoryStore:
             self._overrides.clear()
             self._directory = None
             self._rules.clear()
+            self._rules_seeded = False
             self._rule_numbers = 0
             self._journal.clear()
             if self.limiter:

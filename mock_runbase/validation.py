@@ -35,9 +35,8 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
         raise RunbaseError(400, "invalid_json", "Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RunbaseError(400, "invalid_json", "Request body must be a JSON object")
-    envelope_errors = list(spec.envelope.iter_errors(body))
-    if envelope_errors:
-        code, message = envelope_failure(spec, envelope_errors)
+    if not spec.envelope.is_valid(body):  # a yes/no check is faster; errors only on a no
+        code, message = envelope_failure(spec, list(spec.envelope.iter_errors(body)))
         raise RunbaseError(400, code, message)
     model = spec.catalog.get(body["model"])
     if model is None:
@@ -45,8 +44,9 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
         raise RunbaseError(
             400, "model_not_found", f"No model with ID {body['model']!r} (known: {known})"
         )
-    errors = list(spec.input_validators[model.id].iter_errors(body["input"]))
-    if errors:
+    validator = spec.input_validators[model.id]
+    if not validator.is_valid(body["input"]):
+        errors = list(validator.iter_errors(body["input"]))
         raise RunbaseError(400, "invalid_input", describe_input_errors(spec, model, errors))
     return ValidatedRequest(model=model, input=model.with_defaults(body["input"]))
 
