@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from mock_runbase.app import create_app
 from mock_runbase.clock import VirtualClock
 from mock_runbase.settings import MockSettings
+from tests.redis_server import RedisServer
 
 pytest_plugins = ["pytester"]
 
@@ -77,23 +78,50 @@ MockFactory = Callable[..., Mock]
 
 
 @pytest.fixture
-def make_mock() -> Iterator[MockFactory]:
+def mock_store() -> str:
+    """Where the mocks of a test keep their state; modules that must hold on both stores
+    override this fixture with ``params=["memory", "redis"]``."""
+    return "memory"
+
+
+@pytest.fixture
+def make_mock(mock_store: str, request: pytest.FixtureRequest) -> Iterator[MockFactory]:
     clients: list[TestClient] = []
+    store = mock_store
+    if mock_store == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.flush()
 
     def factory(client_ip: str = CLIENT_IP, **overrides: Any) -> Mock:
-        base = MockSettings(timing="realistic", clock="virtual", rate_limit=None)
+        where = store
+        if store != "memory":  # each mock its own Redis database: mocks of a test are apart
+            where = f"{server.url.rsplit('/', 1)[0]}/{len(clients)}"
+        base = MockSettings(timing="realistic", clock="virtual", rate_limit=None, store=where)
         mock_settings = replace(base, **overrides)
         clock = VirtualClock()
         app = create_app(mock_settings, clock=clock if mock_settings.clock == "virtual" else None)
         client = TestClient(app, base_url="http://mock.test", client=(client_ip, 50000))
+        if store != "memory":
+            client.__enter__()  # one event loop for the client's life: Redis connections need it
         clients.append(client)
         return Mock(client=client, clock=clock, settings=mock_settings)
 
     yield factory
     for client in clients:
+        if store != "memory":
+            client.__exit__(None, None, None)
         client.close()
 
 
 @pytest.fixture
 def mock(make_mock: MockFactory) -> Mock:
     return make_mock()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for this test session (per xdist worker)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

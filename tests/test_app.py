@@ -18,6 +18,13 @@ COMBINATIONS = [combo for combo, _ in MODEL.size_combinations()]
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
+@pytest.fixture(params=["memory", "redis"])
+def mock_store(request: pytest.FixtureRequest) -> str:
+    """Every test here holds on both stores."""
+    param: str = request.param
+    return param
+
+
 def error_of(response: Any) -> tuple[int, str]:
     body = response.json()
     assert set(body) == {"error"}, body

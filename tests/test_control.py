@@ -11,6 +11,13 @@ from tests.conftest import KEY, OTHER_KEY, Mock, MockFactory
 from tests.test_app import error_of
 
 
+@pytest.fixture(params=["memory", "redis"])
+def mock_store(request: pytest.FixtureRequest) -> str:
+    """Every test here holds on both stores."""
+    param: str = request.param
+    return param
+
+
 def add_rule(mock: Mock, body: dict[str, Any], **params: str) -> dict[str, Any]:
     response = mock.client.post("/_mock/rules", json=body, params=params)
     assert response.status_code == 201, response.text

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from mock_runbase.cli import ENV_PREFIX, build_parser
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -478,11 +479,28 @@ def test_compose_mock_service(compose: dict[str, Any], instructions: list[Instru
     mock = compose["services"][MOCK_SERVICE]
     build = mock["build"]
     assert (build if isinstance(build, str) else build["context"]) == "."
-    assert f"{IMAGE_PORT}:{IMAGE_PORT}" in [str(port) for port in mock["ports"]]
+    assert "ports" not in mock  # replicas cannot share a host port: the load balancer has it
     assert mock["healthcheck"]["test"] == ["CMD", *healthcheck_command(instructions)]
     variables = serve_option_variables()
     assert "MOCK_RUNBASE_TIMING" in mock["environment"]
     assert set(mock["environment"]) <= variables
+
+
+def test_compose_replicas_share_one_redis_behind_a_load_balancer(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    mock = services[MOCK_SERVICE]
+    assert mock["deploy"]["replicas"] >= 2
+    assert mock["environment"]["MOCK_RUNBASE_STORE"] == "redis://redis:6379/0"
+    assert mock["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "redis-server" in services["redis"]["command"]
+    lb = services["lb"]
+    assert f"{IMAGE_PORT}:{IMAGE_PORT}" in [str(port) for port in lb["ports"]]
+    assert lb["depends_on"][MOCK_SERVICE]["condition"] == "service_healthy"
+    [mounted] = lb["configs"]
+    nginx = compose["configs"][mounted["source"]]["content"]
+    assert f"server {MOCK_SERVICE}:{IMAGE_PORT};" in nginx
+    assert f"listen {IMAGE_PORT};" in nginx and "proxy_pass http://" in nginx
+    assert "proxy_set_header Host $http_host;" in nginx  # output URLs name the client's host
 
 
 def test_every_mock_variable_named_in_the_container_files_exists() -> None:
@@ -493,23 +511,28 @@ def test_every_mock_variable_named_in_the_container_files_exists() -> None:
         assert named <= variables, (path.name, named - variables)
 
 
-def test_compose_app_waits_for_a_healthy_mock(compose: dict[str, Any]) -> None:
+def test_compose_app_waits_for_the_load_balancer(compose: dict[str, Any]) -> None:
     app = compose["services"]["app"]
-    assert app["depends_on"][MOCK_SERVICE]["condition"] == "service_healthy"
-    assert app["environment"]["RUNBASE_BASE_URL"] == f"http://{MOCK_SERVICE}:8080/api/v1"
+    assert app["depends_on"]["lb"]["condition"] == "service_started"
+    assert app["environment"]["RUNBASE_BASE_URL"] == f"http://lb:{IMAGE_PORT}/api/v1"
     assert app["environment"]["RUNBASE_API_KEY"].startswith("sk-")
 
 
-def test_compose_app_command_runs_against_the_mock(compose: dict[str, Any], start: Start) -> None:
-    """The placeholder app's command, against the image's command with the compose env."""
+def test_compose_app_command_runs_against_the_mock(
+    compose: dict[str, Any], start: Start, redis_server: RedisServer
+) -> None:
+    """The placeholder app's command, against the image's command with the compose env
+    (its Redis: a local redis-server)."""
     mock_env = {k: str(v) for k, v in compose["services"][MOCK_SERVICE]["environment"].items()}
+    mock_env["MOCK_RUNBASE_STORE"] = redis_server.url
+    redis_server.flush()
     container = start(mock_env)
     app = compose["services"]["app"]
     command = app["command"]
     assert isinstance(command, list) and command[0] == "python", command
     env = {str(k): str(v) for k, v in app["environment"].items()}
     env["RUNBASE_BASE_URL"] = env["RUNBASE_BASE_URL"].replace(
-        f"http://{MOCK_SERVICE}:{IMAGE_PORT}", container.base
+        f"http://lb:{IMAGE_PORT}", container.base
     )
     result = subprocess.run(
         [sys.executable, *command[1:]],

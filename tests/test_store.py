@@ -1,0 +1,451 @@
+"""The store's contract, run against both implementations: in-memory and Redis (a real
+redis-server). Whatever the mock's behaviour depends on is checked here, so the two stores
+cannot drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mock_runbase.accounts import (
+    AccountOverride,
+    AccountSettings,
+    ConfigError,
+    Directory,
+    KeySettings,
+)
+from mock_runbase.errors import RunbaseError
+from mock_runbase.journal import JournalFilter
+from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
+from mock_runbase.redis_store import RedisStore
+from mock_runbase.rules import RuleContext, fires_at, rule_from_body
+from mock_runbase.runs import Run, forced, new_token
+from mock_runbase.store import MemoryStore, Store
+from tests.redis_server import RedisServer
+
+T = TypeVar("T")
+# One store per test, shared by its examples: each example uses a fresh key or rule.
+shared_store = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+START = 1_780_000_000_000
+COST = 30_000
+LIMIT = RateLimit(requests=5, window_ms=10_000)
+
+
+class Harness:
+    """One store (and, for Redis, a second client of the same data, as a second process
+    would be) on one event loop, driven from sync tests and hypothesis."""
+
+    def __init__(self, kind: str, redis_url: str | None) -> None:
+        self.kind = kind
+        self.redis_url = redis_url
+        self.loop = asyncio.new_event_loop()
+        self.wall_ms = START
+        self.prefix = f"test-{new_token(8)}:"
+        self.store = self.new_store()
+
+    def new_store(self, rate_limit: RateLimit | None = LIMIT, **options: Any) -> Store:
+        wall = {"wall_clock": lambda: self.wall_ms}
+        if self.kind == "memory":
+            return MemoryStore(rate_limit, **{**wall, **options})
+        assert self.redis_url is not None
+        return RedisStore(self.redis_url, rate_limit, prefix=self.prefix, **{**wall, **options})
+
+    def peer(self) -> Store:
+        """Another process' view of the same state (the same store itself, in memory)."""
+        return self.new_store() if self.kind == "redis" else self.store
+
+    def run(self, step: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(step)
+
+    def close(self) -> None:
+        self.run(self.store.close())
+        self.loop.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    url = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url
+    made = Harness(request.param, url)
+    yield made
+    made.close()
+
+
+def make_run(
+    account: str = "acct_a",
+    key: str = "sk-a",
+    *,
+    outcome: str = "succeeded",
+    created_ms: int = START,
+    processing_ms: int | None = 1000,
+    cost: int = COST,
+) -> Run:
+    return Run(
+        id="run_" + new_token(),
+        account=account,
+        key=key,
+        model="openai/gpt-image-2",
+        input={"prompt": "a lighthouse at dawn", "resolution": "1K"},
+        cost_usd=cost,
+        created_ms=created_ms,
+        pending_ms=500,
+        processing_ms=processing_ms,
+        outcome=outcome,  # type: ignore[arg-type]
+        error={"message": "failed", "code": "x"} if outcome == "failed" else None,
+        width=1024,
+        height=1024,
+        file_name=new_token(20),
+        image_seed=1,
+        scenario="succeed",
+    )
+
+
+def settings_for(balance: int, account: str = "acct_a") -> AccountSettings:
+    return AccountSettings(name=account, starting_balance_usd=balance)
+
+
+def key_for(token: str = "sk-a", account: str = "acct_a", **limits: Any) -> KeySettings:
+    return KeySettings(key=token, account=account, **limits)
+
+
+def create(h: Harness, run: Run, balance: int = 10 * COST, **limits: Any) -> None:
+    key = key_for(run.key, run.account, **limits)
+    h.run(h.store.create_run(run, key, settings_for(balance, run.account), run.created_ms))
+
+
+def balance_of(h: Harness, account: str = "acct_a", now: int = START) -> tuple[int, int, int]:
+    state = h.run(h.store.ledgers(account, now))
+    return state.ledger.charged, state.ledger.refunded, state.ledger.runs
+
+
+# --- runs and money ----------------------------------------------------------------------------
+
+
+def test_a_created_run_is_charged_and_found_by_id_and_file(harness: Harness) -> None:
+    run = make_run()
+    create(harness, run)
+    peer = harness.peer()
+    assert harness.run(peer.get_run(run.id)) == run
+    assert harness.run(peer.get_run_by_file(run.file_name)) == run
+    assert harness.run(peer.get_run("run_missing")) is None
+    assert balance_of(harness) == (COST, 0, 1)
+    state = harness.run(peer.ledgers("acct_a", START))
+    assert state.key("sk-a").charged == COST and state.key("sk-a").runs == 1
+    assert harness.run(peer.account_names()) == ["acct_a"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "balance", "code"),
+    [
+        ({"usage_quota": 1}, 10 * COST, "USAGE_EXCEEDED"),
+        ({"spend_limit_cents": COST // 10_000}, 10 * COST, "api_key_spend_limit_exceeded"),
+        ({}, COST + COST // 2, "insufficient_balance"),
+    ],
+)
+def test_a_rejected_charge_changes_nothing(
+    harness: Harness, limits: dict[str, Any], balance: int, code: str
+) -> None:
+    create(harness, make_run(), balance, **limits)
+    refused = make_run()
+    with pytest.raises(RunbaseError) as raised:
+        create(harness, refused, balance, **limits)
+    assert raised.value.code == code
+    assert harness.run(harness.store.get_run(refused.id)) is None
+    assert balance_of(harness) == (COST, 0, 1)
+
+
+def test_a_failed_run_is_refunded_once_at_the_instant_it_fails(harness: Harness) -> None:
+    run = make_run(outcome="failed")  # fails at START + 1500
+    create(harness, run)
+    assert balance_of(harness, now=START + 1499) == (COST, 0, 1)
+    assert balance_of(harness, now=START + 1500) == (COST, COST, 1)
+    assert balance_of(harness, now=START + 9999) == (COST, COST, 1)
+    assert harness.run(harness.peer().ledgers("acct_a", START + 9999)).key("sk-a").refunded == COST
+
+
+def test_a_changed_fate_moves_or_cancels_the_refund(harness: Harness) -> None:
+    doomed, saved = make_run(outcome="failed"), make_run(outcome="failed")
+    create(harness, doomed)
+    create(harness, saved)
+    now = START + 600  # both processing
+    harness.run(harness.store.replace_run(forced(doomed, "failed", now, None), now))
+    harness.run(harness.store.replace_run(forced(saved, "succeeded", now, None), now))
+    assert balance_of(harness, now=now) == (2 * COST, COST, 2)
+    assert balance_of(harness, now=START + 10_000) == (2 * COST, COST, 2)
+
+
+def test_a_balance_never_goes_below_zero_under_concurrent_creates(harness: Harness) -> None:
+    stores = [harness.store, harness.peer(), harness.peer()]
+    balance = 7 * COST
+    outcomes: list[str] = []
+
+    async def one(store: Store, index: int) -> None:
+        run = make_run(key=f"sk-{index}", outcome="failed" if index % 5 == 0 else "succeeded")
+        try:
+            await store.create_run(run, key_for(run.key), settings_for(balance), START)
+            outcomes.append(run.outcome)
+        except RunbaseError as error:
+            outcomes.append(error.code)
+
+    async def race() -> None:
+        await asyncio.gather(*(one(stores[i % 3], i) for i in range(40)))
+
+    harness.run(race())
+    assert outcomes.count("insufficient_balance") == 40 - 7
+    charged, refunded, runs = balance_of(harness, now=START)
+    assert (charged, refunded, runs) == (7 * COST, 0, 7)
+    failed = outcomes.count("failed")
+    assert balance_of(harness, now=START + 10_000) == (7 * COST, failed * COST, 7)
+
+
+def test_runs_are_listed_newest_first_per_account(harness: Harness) -> None:
+    made = []
+    for index in range(5):
+        harness.wall_ms = START + index
+        run = make_run(account="acct_a" if index % 2 == 0 else "acct_b")
+        create(harness, run)
+        made.append(run)
+    ids = [run.id for run in harness.run(harness.peer().list_runs(None, 10))]
+    assert ids == [run.id for run in reversed(made)]
+    only_a = harness.run(harness.store.list_runs("acct_a", 2))
+    assert [run.id for run in only_a] == [made[4].id, made[2].id]
+
+
+def test_runs_are_forgotten_after_their_ttl_but_their_money_is_not(harness: Harness) -> None:
+    harness.store = harness.new_store(run_ttl_ms=60_000)
+    old = make_run(outcome="failed", processing_ms=None)  # stuck: never refunded by itself
+    create(harness, old)
+    harness.wall_ms += 60_001
+    create(harness, make_run())
+    if harness.kind == "redis":  # Redis expires keys on its own clock: check the deadline
+        store = harness.store
+        assert isinstance(store, RedisStore)
+        ttl = harness.run(store.redis.pttl(store.k("run", old.id)))
+        assert 0 < ttl <= 60_000
+        harness.run(store.redis.delete(store.k("run", old.id), store.k("file", old.file_name)))
+    assert harness.run(harness.store.get_run(old.id)) is None
+    assert harness.run(harness.store.get_run_by_file(old.file_name)) is None
+    assert [run.id for run in harness.run(harness.store.list_runs(None, 10))] != [old.id]
+    assert len(harness.run(harness.store.list_runs(None, 10))) == 1
+    assert balance_of(harness) == (2 * COST, 0, 2)
+
+
+# --- rate limit --------------------------------------------------------------------------------
+
+
+@shared_store
+@given(gaps=st.lists(st.integers(min_value=0, max_value=4_000), min_size=1, max_size=30))
+def test_the_rate_limit_is_the_moving_window_of_the_reference(
+    harness: Harness, gaps: list[int]
+) -> None:
+    reference = MovingWindowLimiter(LIMIT)
+    key = "sk-" + new_token(8)
+    peer = harness.peer()
+    now = START
+    for index, gap in enumerate(gaps):
+        now += gap
+        store = harness.store if index % 2 == 0 else peer
+        assert harness.run(store.hit_rate_limit(key, now)) == reference.hit(key, now)
+
+
+def test_no_rate_limit_allows_everything(harness: Harness) -> None:
+    harness.store = harness.new_store(rate_limit=None)
+    assert all(harness.run(harness.store.hit_rate_limit("sk-a", START)) is None for _ in range(50))
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+@shared_store
+@given(
+    times=st.none() | st.integers(min_value=0, max_value=6),
+    every=st.none() | st.integers(min_value=1, max_value=4),
+    probability=st.none() | st.floats(min_value=0, max_value=1),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
+def test_rules_fire_exactly_as_the_pure_model_says(
+    harness: Harness, times: int | None, every: int | None, probability: float | None, seed: int
+) -> None:
+    body: dict[str, Any] = {"effect": {"scenario": "fail"}, "match": {"key": "sk-" + new_token(8)}}
+    for name, value in (("times", times), ("every", every), ("probability", probability)):
+        if value is not None:
+            body[name] = value
+    rule = harness.run(harness.store.add_rule(body, seed))
+    context = RuleContext("create", body["match"]["key"], "acct_a", "openai/gpt-image-2", {})
+    model = rule_from_body(body, rule.number, seed)
+    expected, fired, hits = [], [], 0
+    stores = [harness.store, harness.peer()]
+    for matches in range(1, 13):
+        would = fires_at(model, matches, hits)
+        hits += would
+        expected.append(would)
+        found = harness.run(stores[matches % 2].first_firing(context))
+        fired.append(found is not None and found.id == rule.id)
+    assert fired == expected
+    listed = [r for r in harness.run(harness.store.rules(None)) if r.id == rule.id]
+    assert (listed[0].matches, listed[0].hits) == (12, hits)
+    harness.run(harness.store.delete_rules(None, rule.id))
+
+
+def test_rules_are_listed_in_order_scoped_and_deleted(harness: Harness) -> None:
+    a = harness.run(harness.store.add_rule({"effect": {"scenario": "fail"}}, 0))
+    b = harness.run(
+        harness.store.add_rule({"effect": {"scenario": "stuck"}, "match": {"account": "x"}}, 0)
+    )
+    peer = harness.peer()
+    assert [r.id for r in harness.run(peer.rules(None))] == [a.id, b.id]
+    assert [r.id for r in harness.run(peer.rules("x"))] == [b.id]
+    assert harness.run(peer.delete_rules("x", None)) == 1
+    assert [r.id for r in harness.run(harness.store.rules(None))] == [a.id]
+    assert harness.run(harness.store.delete_rules(None, "rule_999")) == 0
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+def test_account_overrides_are_shared_and_keep_keys_not_replaced(harness: Harness) -> None:
+    base = Directory(keys={"sk-config": key_for("sk-config", "team")})
+    store, peer = harness.store, harness.peer()
+    harness.run(store.put_account(base, "team", AccountOverride(5 * COST)))
+    seen = harness.run(peer.directory(base))
+    assert seen.account("team").starting_balance_usd == 5 * COST
+    assert [k.key for k in seen.keys_of("team")] == ["sk-config"]
+    new_keys = (key_for("sk-new", "team", usage_quota=3),)
+    harness.run(peer.put_account(base, "team", AccountOverride(6 * COST, new_keys)))
+    harness.run(store.put_account(base, "team", AccountOverride(7 * COST)))
+    seen = harness.run(store.directory(base))
+    assert seen.account("team").starting_balance_usd == 7 * COST
+    assert seen.keys_of("team") == list(new_keys)
+    assert "sk-config" not in seen.keys
+
+
+def test_a_key_held_by_another_account_is_refused(harness: Harness) -> None:
+    base = Directory(keys={"sk-config": key_for("sk-config", "team")})
+    with pytest.raises(ConfigError):
+        harness.run(
+            harness.store.put_account(
+                base, "other", AccountOverride(COST, (key_for("sk-config", "other"),))
+            )
+        )
+    assert harness.run(harness.peer().directory(base)).keys["sk-config"].account == "team"
+
+
+# --- journal and reset -------------------------------------------------------------------------
+
+
+class FakeExchange:
+    """What the journal middleware hands the store."""
+
+    counter = itertools.count()
+
+    def __init__(self, account: str | None, path: str = "/v1/runs") -> None:
+        self.account = account
+        self.path = path
+        self.number = next(self.counter)
+
+    def entry(self, seq: int) -> Any:
+        from mock_runbase.journal import JournalEntry
+
+        return JournalEntry(
+            seq=seq,
+            at_ms=START + self.number,
+            method="POST",
+            path=self.path,
+            query="",
+            headers={"authorization": "Bearer ****abcd"},
+            body="{}",
+            status=200,
+            error_code=None,
+            run_id=None,
+            duration_ms=1.5,
+            key_last4="abcd",
+            account=self.account,
+            dropped=False,
+        )
+
+
+def test_the_journal_is_capped_ordered_and_cleared_per_account(harness: Harness) -> None:
+    harness.store = harness.new_store(journal_size=4)
+    for account in ["a", "b", "a", "b", "a", "b"]:
+        harness.run(harness.store.record(FakeExchange(account)))  # type: ignore[arg-type]
+    entries = harness.run(harness.peer().journal(JournalFilter()))
+    assert [e.seq for e in entries] == [3, 4, 5, 6]
+    assert [e.account for e in harness.run(harness.store.journal(JournalFilter(account="a")))] == [
+        "a",
+        "a",
+    ]
+    harness.run(harness.store.clear_journal("a"))
+    assert {e.account for e in harness.run(harness.store.journal(JournalFilter()))} == {"b"}
+    harness.run(harness.store.clear_journal(None))
+    assert harness.run(harness.store.journal(JournalFilter())) == []
+
+
+def test_reset_of_one_account_leaves_the_others(harness: Harness) -> None:
+    mine, theirs = make_run("acct_a", "sk-a"), make_run("acct_b", "sk-b")
+    create(harness, mine)
+    create(harness, theirs)
+    for _ in range(LIMIT.requests):
+        harness.run(harness.store.hit_rate_limit("sk-a", START))
+        harness.run(harness.store.hit_rate_limit("sk-b", START))
+    harness.run(harness.store.reset("acct_a"))
+    peer = harness.peer()
+    assert harness.run(peer.get_run(mine.id)) is None
+    assert harness.run(peer.get_run(theirs.id)) == theirs
+    assert balance_of(harness, "acct_a") == (0, 0, 0)
+    assert balance_of(harness, "acct_b") == (COST, 0, 1)
+    assert harness.run(peer.hit_rate_limit("sk-a", START)) is None
+    assert harness.run(peer.hit_rate_limit("sk-b", START)) is not None
+    harness.run(harness.store.reset(None))
+    assert harness.run(peer.get_run(theirs.id)) is None
+    assert harness.run(peer.account_names()) == []
+
+
+def test_a_redis_store_shares_one_virtual_clock(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        first = RedisStore(redis_server.url, None, prefix=f"clock-{new_token(8)}:")
+        second = RedisStore(redis_server.url, None, prefix=first.prefix)
+        clock_a, clock_b = first.clock(START), second.clock(START)
+        assert await clock_b.now() == START
+        await clock_a.move_by(2.5)
+        assert await clock_b.now() == START + 2500
+        with pytest.raises(ValueError, match="forward"):
+            await clock_b.move_to(START)
+        await clock_b.move_to(START + 10_000)
+        assert await clock_a.now() == START + 10_000
+        await clock_a.rewind()
+        assert await clock_b.now() == START
+        await first.close()
+        await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_redis_is_reported_as_unavailable() -> None:
+    from tests.redis_server import free_port
+
+    async def scenario() -> None:
+        store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", None)
+        with pytest.raises(store.unavailable_errors):
+            await store.ping()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_store_settings_reach_the_redis_store(redis_server: RedisServer) -> None:
+    from mock_runbase.app import create_app
+    from mock_runbase.settings import MockSettings
+
+    app = create_app(MockSettings(store=redis_server.url, run_ttl_s=90))
+    store = app.state.service.store
+    assert isinstance(store, RedisStore) and store.run_ttl_ms == 90_000
+    with pytest.raises(ValueError, match="redis://"):
+        create_app(MockSettings(store="postgres://nope"))
