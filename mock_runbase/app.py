@@ -73,7 +73,11 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
                 record=store.record,
                 account_of=lambda header: service.last_directory.account_of(header),
             ),
-            Middleware(AdminTokenMiddleware, token=settings.admin_token),
+            *(
+                [Middleware(AdminTokenMiddleware, token=settings.admin_token)]
+                if settings.admin_token
+                else []
+            ),
         ],
         exception_handlers={
             RunbaseError: render_runbase_error,
@@ -83,7 +87,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         },
         lifespan=closing(store),
     )
-    app.state.service = service
+    app.state.service = app.service = service
     app.worker = str(os.getpid()) if store.shared else None
     log.info(
         "mock ready: %d models, timing %s, %s clock, %s store",
@@ -134,10 +138,11 @@ class MockApp(Starlette):
     service's start-up work on the first request (lifespan does not run in every host) and,
     on a shared store, an ``X-Mock-Worker`` header naming the process that answered."""
 
+    service: RunbaseService
     worker: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        service: RunbaseService = self.state.service
+        service = self.service
         if scope["type"] == "http" and self.worker is not None:
             send = with_worker_header(send, self.worker.encode())
         if not service.started and scope["type"] == "http":

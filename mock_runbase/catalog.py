@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = ["Catalog", "Model", "resolve_ref"]
@@ -46,9 +47,13 @@ class Model:
     output_size_keys: tuple[str, ...]
     extension: JSON = field(repr=False)
 
+    @cached_property
+    def input_fields(self) -> frozenset[str]:
+        return frozenset(self.input_schema.get("properties", {}))
+
     def with_defaults(self, user_input: Mapping[str, Any]) -> JSON:
         """The declared fields of ``user_input`` over the defaults; unknown fields dropped."""
-        known = self.input_schema.get("properties", {})
+        known = self.input_fields
         return {**self.defaults, **{k: v for k, v in user_input.items() if k in known}}
 
     def cost_usd(self, full_input: Mapping[str, Any]) -> int:

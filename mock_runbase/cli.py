@@ -9,6 +9,7 @@ Every ``serve`` option can also be set by an environment variable ``MOCK_RUNBASE
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -215,7 +216,17 @@ def worker_app() -> Any:
     """The app of one of ``serve --workers N``'s processes: settings come from the parent."""
     from mock_runbase.app import create_app
 
-    return create_app(settings_from_json(os.environ[WORKER_SETTINGS]))
+    app = create_app(settings_from_json(os.environ[WORKER_SETTINGS]))
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Move what start-up built (spec, validators, catalog) out of the garbage collector's
+    sight: collections on the hot path then scan only per-request objects (a few % of
+    throughput, measured with bench/ab.py)."""
+    gc.collect()
+    gc.freeze()
 
 
 def banner(args: argparse.Namespace, settings: MockSettings, example: dict[str, Any]) -> str:
@@ -272,6 +283,7 @@ def serve(args: argparse.Namespace) -> int:
             print(f"mock-runbase: --replay: {error}", file=sys.stderr)
             return 2
         lines.append(f"  replay: {len(served)} recorded exchanges from {args.replay}")
+    freeze_startup_objects()
     if args.workers > 1:
         lines.append(f"  {args.workers} workers sharing the store {settings.store}")
         os.environ[WORKER_SETTINGS] = settings_to_json(settings)

@@ -103,8 +103,13 @@ class VirtualClock:
 @lru_cache(maxsize=65536)  # a run's timestamps are formatted again on every poll
 def format_ms(epoch_ms: int) -> str:
     """ISO 8601 UTC with milliseconds and a ``Z``, as Runbase writes timestamps."""
-    moment = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{format_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)  # every create has a new millisecond, rarely a new second
+def format_second(epoch_s: int) -> str:
+    return f"{datetime.fromtimestamp(epoch_s, tz=UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def parse_timestamp(text: str) -> int:

@@ -269,7 +269,8 @@ def query_validators(spec: Spec) -> dict[tuple[str, str], tuple[dict[str, Any], 
 
 
 def service_of(request: Request) -> RunbaseService:
-    service: RunbaseService = request.app.state.service
+    """The app's service (a plain attribute: ``app.state`` costs a lookup chain per call)."""
+    service: RunbaseService = request.app.service
     return service
 
 

@@ -335,6 +335,9 @@ class RedisStore:
                 return rule
         return None
 
+    def might_have_rules(self) -> bool:
+        return True  # another process may have added one: only Redis knows
+
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [
             rule.id

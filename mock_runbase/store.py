@@ -118,6 +118,9 @@ class Store(Protocol):
 
     async def first_firing(self, context: RuleContext) -> Rule | None: ...
 
+    def might_have_rules(self) -> bool:
+        """False only when there is certainly no rule: the hot path then skips them."""
+
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int: ...
 
     async def record(self, exchange: Exchange) -> None: ...
@@ -244,6 +247,9 @@ class MemoryStore:
 
     async def first_firing(self, context: RuleContext) -> Rule | None:
         return first_firing(self._rules, context)
+
+    def might_have_rules(self) -> bool:
+        return bool(self._rules)
 
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [
