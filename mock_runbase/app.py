@@ -217,17 +217,17 @@ def public_base(request: Request, service: RunbaseService) -> str:
 
 async def create_run(request: Request) -> Response:
     service = service_of(request)
-    key = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    caller = await service.authorize(request.headers.get("authorization"), client_ip(request))
     body = await read_body(request, service.settings.max_body_bytes)
-    created = await service.create_run(key, body, request.headers.get("x-mock-scenario"))
+    created = await service.create_run(caller, body, request.headers.get("x-mock-scenario"))
     headers = {"X-Mock-Warning": created.warning} if created.warning else None
     return json_answer(request, created_view(created.run), headers=headers)
 
 
 async def get_run(request: Request) -> Response:
     service = service_of(request)
-    key = await service.authorize(request.headers.get("authorization"), client_ip(request))
-    run = await service.get_run(key, request.path_params["run_id"])
+    caller = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    run = await service.get_run(caller, request.path_params["run_id"])
     base = public_base(request, service)
     view = run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
     return json_answer(request, view)

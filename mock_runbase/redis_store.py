@@ -53,7 +53,13 @@ from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import RateLimit
 from mock_runbase.rules import Rule, RuleContext, rule_from_body
 from mock_runbase.runs import Run, new_token
-from mock_runbase.store import DEFAULT_RUN_TTL_MS, AccountState, pending_refund, wall_ms
+from mock_runbase.store import (
+    DEFAULT_RUN_TTL_MS,
+    AccountState,
+    Snapshot,
+    pending_refund,
+    wall_ms,
+)
 
 __all__ = ["RedisStore", "SharedVirtualClock"]
 
@@ -184,11 +190,21 @@ class RedisStore:
 
     # --- accounts ------------------------------------------------------------------------------
 
-    async def directory(self, base: Directory) -> Directory:
-        version = await self.redis.get(self.k("overrides", "version"))
+    async def snapshot(self, base: Directory) -> Snapshot:
+        """One round trip when nothing changed: both version tokens, compared with the
+        caches; what changed is read again."""
+        directory_version, rules_version = await self.redis.mget(
+            self.k("overrides", "version"), self.k("rules", "version")
+        )
         cached = self._directory
-        if cached is not None and cached[0] is base and cached[1] == version:
-            return cached[2]
+        if cached is None or cached[0] is not base or cached[1] != directory_version:
+            directory = await self.read_directory(base)
+        else:
+            directory = cached[2]
+        rules = self._rules[1] if self._rules[0] == rules_version else await self.read_rules()
+        return Snapshot(directory, rules)
+
+    async def read_directory(self, base: Directory) -> Directory:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(self.k("overrides", "version"))
             pipe.hgetall(self.k("overrides"))
@@ -323,8 +339,8 @@ class RedisStore:
                 found.append(fresh)
         return found
 
-    async def first_firing(self, context: RuleContext) -> Rule | None:
-        for rule in await self.current_rules():
+    async def first_firing(self, rules: list[Rule], context: RuleContext) -> Rule | None:
+        for rule in rules:
             if not rule.applies_to(context):
                 continue
             args = [rule.times, rule.every, rule.probability, rule.seed, rule.number]
@@ -334,9 +350,6 @@ class RedisStore:
             if fired:
                 return rule
         return None
-
-    def might_have_rules(self) -> bool:
-        return True  # another process may have added one: only Redis knows
 
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [
@@ -358,6 +371,9 @@ class RedisStore:
         version = await self.redis.get(self.k("rules", "version"))
         if version == self._rules[0]:
             return self._rules[1]
+        return await self.read_rules()
+
+    async def read_rules(self) -> list[Rule]:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(self.k("rules", "version"))
             pipe.hgetall(self.k("rules"))

@@ -39,10 +39,10 @@ from mock_runbase.runs import (
 from mock_runbase.scenarios import SCENARIOS, Effect, Params, pick_scenario
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
-from mock_runbase.store import Store
+from mock_runbase.store import Snapshot, Store
 from mock_runbase.validation import parse_create_request
 
-__all__ = ["Created", "RunbaseService"]
+__all__ = ["Caller", "Created", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
 KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
@@ -53,6 +53,14 @@ KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
     "expiresAt": "expires_at",
     "usageQuota": "usage_quota",
 }
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authorized request: its key, and what it read at its start (one store read)."""
+
+    key: KeySettings
+    snapshot: Snapshot
 
 
 @dataclass(frozen=True)
@@ -103,23 +111,29 @@ class RunbaseService:
         await self.store.add_rules_once(self.config_rules, self.settings.seed)
         self.started = True
 
+    async def snapshot(self) -> Snapshot:
+        snapshot = await self.store.snapshot(self.base_directory)
+        self.last_directory = snapshot.directory
+        return snapshot
+
     async def directory(self) -> Directory:
         """The accounts and keys in effect: the config's, with the control API's changes."""
-        self.last_directory = await self.store.directory(self.base_directory)
-        return self.last_directory
+        return (await self.snapshot()).directory
 
     async def now(self) -> int:
         return await self.clock.now()
 
     # --- the documented operations ------------------------------------------------------------
 
-    async def authorize(self, authorization: str | None, client_ip: str | None) -> KeySettings:
+    async def authorize(self, authorization: str | None, client_ip: str | None) -> Caller:
         """Auth, then the key's IP allow-list, then the rate limit (one request counted)."""
         now = await self.clock.now()
-        key = (await self.directory()).authenticate(authorization, now)
+        snapshot = await self.snapshot()
+        key = snapshot.directory.authenticate(authorization, now)
         check_ip(key, client_ip)
+        caller = Caller(key, snapshot)
         if self.settings.rate_limit is None:
-            return key
+            return caller
         wait = await self.store.hit_rate_limit(key.key, now)
         if wait is not None:
             raise RunbaseError(
@@ -128,16 +142,15 @@ class RunbaseService:
                 "Rate limit exceeded",
                 headers={"Retry-After": retry_after_header(wait)},
             )
-        return key
+        return caller
 
-    async def create_run(
-        self, key: KeySettings, body: bytes, scenario_header: str | None
-    ) -> Created:
+    async def create_run(self, caller: Caller, body: bytes, scenario_header: str | None) -> Created:
+        key, rules = caller.key, caller.snapshot.rules
         request = parse_create_request(self.spec, body)
         rule = None
-        if self.store.might_have_rules():
+        if rules:
             context = RuleContext("create", key.key, key.account, request.model.id, request.input)
-            rule = await self.store.first_firing(context)
+            rule = await self.store.first_firing(rules, context)
         if rule is not None:
             name, params, warning = rule.scenario, rule.params, None
         else:
@@ -169,14 +182,15 @@ class RunbaseService:
             image_seed=seed,
             scenario=name,
         )
-        account = (await self.directory()).account(key.account)
+        account = caller.snapshot.directory.account(key.account)
         await self.store.create_run(run, key, account, now)
         return Created(run=run, warning=warning)
 
-    async def get_run(self, key: KeySettings, run_id: str) -> Run:
+    async def get_run(self, caller: Caller, run_id: str) -> Run:
+        key, rules = caller.key, caller.snapshot.rules
         rule = None
-        if self.store.might_have_rules():
-            rule = await self.store.first_firing(RuleContext("get", key.key, key.account))
+        if rules:
+            rule = await self.store.first_firing(rules, RuleContext("get", key.key, key.account))
         if rule is not None:
             await self.apply_to_exchange(SCENARIOS[rule.scenario].build(rule.params))
         run = await self.store.get_run(run_id)

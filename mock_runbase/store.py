@@ -40,7 +40,14 @@ from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import Run, completed_ms
 
-__all__ = ["DEFAULT_RUN_TTL_MS", "AccountState", "MemoryStore", "PendingRefund", "Store"]
+__all__ = [
+    "DEFAULT_RUN_TTL_MS",
+    "AccountState",
+    "MemoryStore",
+    "PendingRefund",
+    "Snapshot",
+    "Store",
+]
 
 DEFAULT_RUN_TTL_MS = 24 * 3600 * 1000
 
@@ -58,6 +65,15 @@ class AccountState:
 
     def key(self, key: str) -> Ledger:
         return self.keys.get(key) or Ledger()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a request reads once, at its start: the accounts and keys in effect (the config's
+    with the control API's changes) and the fault rules, in order."""
+
+    directory: Directory
+    rules: list[Rule]
 
 
 class PendingRefund(NamedTuple):
@@ -85,7 +101,7 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def directory(self, base: Directory) -> Directory: ...
+    async def snapshot(self, base: Directory) -> Snapshot: ...
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None: ...
 
@@ -116,10 +132,8 @@ class Store(Protocol):
 
     async def rules(self, account: str | None) -> list[Rule]: ...
 
-    async def first_firing(self, context: RuleContext) -> Rule | None: ...
-
-    def might_have_rules(self) -> bool:
-        """False only when there is certainly no rule: the hot path then skips them."""
+    async def first_firing(self, rules: list[Rule], context: RuleContext) -> Rule | None:
+        """The first of ``rules`` (from a snapshot) that matches and fires, counted."""
 
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int: ...
 
@@ -167,11 +181,11 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def directory(self, base: Directory) -> Directory:
+    async def snapshot(self, base: Directory) -> Snapshot:
         cached = self._directory
         if cached is None or cached[0] is not base:
             self._directory = cached = (base, with_overrides(base, self._overrides))
-        return cached[1]
+        return Snapshot(cached[1], self._rules)
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
@@ -245,11 +259,8 @@ class MemoryStore:
     async def rules(self, account: str | None) -> list[Rule]:
         return [r for r in self._rules if account is None or r.account == account]
 
-    async def first_firing(self, context: RuleContext) -> Rule | None:
-        return first_firing(self._rules, context)
-
-    def might_have_rules(self) -> bool:
-        return bool(self._rules)
+    async def first_firing(self, rules: list[Rule], context: RuleContext) -> Rule | None:
+        return first_firing(rules, context)
 
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [

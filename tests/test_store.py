@@ -287,7 +287,9 @@ def test_rules_fire_exactly_as_the_pure_model_says(
         would = fires_at(model, matches, hits)
         hits += would
         expected.append(would)
-        found = harness.run(stores[matches % 2].first_firing(context))
+        store = stores[matches % 2]
+        snapshot = harness.run(store.snapshot(Directory()))
+        found = harness.run(store.first_firing(snapshot.rules, context))
         fired.append(found is not None and found.id == rule.id)
     assert fired == expected
     listed = [r for r in harness.run(harness.store.rules(None)) if r.id == rule.id]
@@ -315,13 +317,13 @@ def test_account_overrides_are_shared_and_keep_keys_not_replaced(harness: Harnes
     base = Directory(keys={"sk-config": key_for("sk-config", "team")})
     store, peer = harness.store, harness.peer()
     harness.run(store.put_account(base, "team", AccountOverride(5 * COST)))
-    seen = harness.run(peer.directory(base))
+    seen = harness.run(peer.snapshot(base)).directory
     assert seen.account("team").starting_balance_usd == 5 * COST
     assert [k.key for k in seen.keys_of("team")] == ["sk-config"]
     new_keys = (key_for("sk-new", "team", usage_quota=3),)
     harness.run(peer.put_account(base, "team", AccountOverride(6 * COST, new_keys)))
     harness.run(store.put_account(base, "team", AccountOverride(7 * COST)))
-    seen = harness.run(store.directory(base))
+    seen = harness.run(store.snapshot(base)).directory
     assert seen.account("team").starting_balance_usd == 7 * COST
     assert seen.keys_of("team") == list(new_keys)
     assert "sk-config" not in seen.keys
@@ -335,7 +337,7 @@ def test_a_key_held_by_another_account_is_refused(harness: Harness) -> None:
                 base, "other", AccountOverride(COST, (key_for("sk-config", "other"),))
             )
         )
-    assert harness.run(harness.peer().directory(base)).keys["sk-config"].account == "team"
+    assert harness.run(harness.peer().snapshot(base)).directory.keys["sk-config"].account == "team"
 
 
 # --- journal and reset -------------------------------------------------------------------------
