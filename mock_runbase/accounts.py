@@ -34,11 +34,15 @@ __all__ = [
     "check_charge",
     "check_ip",
     "directory_from_config",
+    "insufficient_balance",
     "key_from_data",
     "key_from_header",
     "load_config_file",
     "merged_override",
     "parse_key",
+    "spend_limit_exceeded",
+    "spend_limit_micro",
+    "usage_exceeded",
     "usd_to_micro",
     "with_overrides",
 ]
@@ -233,18 +237,38 @@ def check_charge(
     account_ledger: Ledger,
     cost_usd: int,
 ) -> None:
-    """Quota, then the key's spend limit, then the balance; raises the first that fails."""
+    """Quota, then the key's spend limit, then the balance; raises the first that fails.
+
+    ``redis_store.CREATE`` applies the same three checks inside Redis (tests/test_store.py
+    holds both to the same outcomes)."""
     if key.usage_quota is not None and key_ledger.runs >= key.usage_quota:
-        raise RunbaseError(429, "USAGE_EXCEEDED", "Usage quota exceeded for this API key")
-    if key.spend_limit_cents is not None and key_ledger.net_spent >= key.spend_limit_cents * 10_000:
-        raise RunbaseError(403, "api_key_spend_limit_exceeded", "API key spend limit exceeded")
+        raise usage_exceeded()
+    limit = spend_limit_micro(key)
+    if limit is not None and key_ledger.net_spent >= limit:
+        raise spend_limit_exceeded()
     balance = account.starting_balance_usd - account_ledger.net_spent
     if balance < cost_usd:
-        raise RunbaseError(
-            402,
-            "insufficient_balance",
-            f"Insufficient balance: this run costs {cost_usd} micro-USD, the balance is {balance}",
-        )
+        raise insufficient_balance(cost_usd, balance)
+
+
+def spend_limit_micro(key: KeySettings) -> int | None:
+    return None if key.spend_limit_cents is None else key.spend_limit_cents * 10_000
+
+
+def usage_exceeded() -> RunbaseError:
+    return RunbaseError(429, "USAGE_EXCEEDED", "Usage quota exceeded for this API key")
+
+
+def spend_limit_exceeded() -> RunbaseError:
+    return RunbaseError(403, "api_key_spend_limit_exceeded", "API key spend limit exceeded")
+
+
+def insufficient_balance(cost_usd: int, balance: int) -> RunbaseError:
+    return RunbaseError(
+        402,
+        "insufficient_balance",
+        f"Insufficient balance: this run costs {cost_usd} micro-USD, the balance is {balance}",
+    )
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -3,10 +3,9 @@
 Same contract as ``MemoryStore`` (tests/test_store.py runs both). What must be atomic across
 processes is:
 
-- creating a run: WATCH the account's ledger, read it, apply the pure ``check_charge``,
-  then MULTI (charge, store the run, schedule its refund) and EXEC, retried when another
-  process changed the ledger in between, so a balance never goes below zero by a race
-  (within a process, creates on one account queue on a lock, so only processes race);
+- creating a run: one Lua script settles the account's due refunds, applies the checks of
+  ``accounts.check_charge`` (quota, key spend limit, balance) and, if they pass, charges and
+  stores the run and schedules its refund, so a balance never goes below zero by a race;
 - refunds: a per-account sorted set of pending refunds scored by the instant the run fails
   (member ``cost:run_id:key``, so a refund does not need the run, which may have expired);
   a Lua script moves the due ones into the ledger, once;
@@ -23,9 +22,7 @@ process re-reads them only when another one changed them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
@@ -44,8 +41,11 @@ from mock_runbase.accounts import (
     Directory,
     KeySettings,
     Ledger,
-    check_charge,
+    insufficient_balance,
     merged_override,
+    spend_limit_exceeded,
+    spend_limit_micro,
+    usage_exceeded,
     with_overrides,
 )
 from mock_runbase.clock import parse_timestamp
@@ -71,16 +71,52 @@ POOL_WAIT_S = 10
 VIRTUAL_CLOCK_IDLE_TTL_MS = DEFAULT_RUN_TTL_MS  # a virtual window outlives real time
 RUN_FIELDS = [f.name for f in fields(Run)]
 
-SETTLE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-for _, member in ipairs(due) do
-  local cost, key = string.match(member, '^(%d+):[^:]+:(.*)$')
-  redis.call('HINCRBY', KEYS[2], 'refunded', cost)
-  redis.call('HINCRBY', KEYS[2], 'refunded:' .. key, cost)
+SETTLE_FUNCTION = """
+local function settle(refunds, ledger, now)
+  local due = redis.call('ZRANGEBYSCORE', refunds, '-inf', now)
+  for _, member in ipairs(due) do
+    local cost, key = string.match(member, '^(%d+):[^:]+:(.*)$')
+    redis.call('HINCRBY', ledger, 'refunded', cost)
+    redis.call('HINCRBY', ledger, 'refunded:' .. key, cost)
+  end
+  if #due > 0 then redis.call('ZREMRANGEBYSCORE', refunds, '-inf', now) end
+  return #due
 end
-if #due > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
-return #due
 """
+
+SETTLE = SETTLE_FUNCTION + "return settle(KEYS[1], KEYS[2], ARGV[1])"
+
+# Settle, check (as accounts.check_charge: quota, key spend limit, balance), then charge and
+# store the run, all in one atomic step. KEYS: ledger, refunds, accounts, run, file, runs
+# index, account's runs index. ARGV: now, key, cost, quota, spend limit (micro-USD; '' for
+# none), starting balance, account, run id, run JSON, TTL ms, stored at, refund member, fails at
+CREATE = (
+    SETTLE_FUNCTION
+    + """
+local ledger, key, cost = KEYS[1], ARGV[2], tonumber(ARGV[3])
+settle(KEYS[2], ledger, ARGV[1])
+local function get(name) return tonumber(redis.call('HGET', ledger, name) or '0') end
+if ARGV[4] ~= '' and get('runs:' .. key) >= tonumber(ARGV[4]) then return {'quota'} end
+local key_spent = get('charged:' .. key) - get('refunded:' .. key)
+if ARGV[5] ~= '' and key_spent >= tonumber(ARGV[5]) then return {'spend'} end
+local balance = tonumber(ARGV[6]) - (get('charged') - get('refunded'))
+if balance < cost then return {'balance', balance} end
+for _, suffix in ipairs({'', ':' .. key}) do
+  redis.call('HINCRBY', ledger, 'charged' .. suffix, cost)
+  redis.call('HINCRBY', ledger, 'runs' .. suffix, 1)
+end
+redis.call('SADD', KEYS[3], ARGV[7])
+redis.call('SET', KEYS[4], ARGV[9], 'PX', ARGV[10])
+redis.call('SET', KEYS[5], ARGV[8], 'PX', ARGV[10])
+local stored_at = tonumber(ARGV[11])
+for _, index in ipairs({KEYS[6], KEYS[7]}) do
+  redis.call('ZADD', index, stored_at, ARGV[8])
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', stored_at - tonumber(ARGV[10]))
+end
+if ARGV[12] ~= '' then redis.call('ZADD', KEYS[2], ARGV[13], ARGV[12]) end
+return {'ok'}
+"""
+)
 
 RATE_LIMIT = """
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -167,6 +203,7 @@ class RedisStore:
         self.prefix = prefix
         self.wall_clock = wall_clock
         self._settle = self.redis.register_script(SETTLE)
+        self._create = self.redis.register_script(CREATE)
         self._rate_limit = self.redis.register_script(RATE_LIMIT)
         self._fire_rule = self.redis.register_script(FIRE_RULE)
         self._journal_append = self.redis.register_script(JOURNAL_APPEND)
@@ -174,10 +211,6 @@ class RedisStore:
         self._clock_move = self.redis.register_script(CLOCK_MOVE)
         self._directory: tuple[Directory, str | None, Directory] | None = None
         self._rules: tuple[str | None, list[Rule]] = ("", [])
-        # weak: a lock lives while a create holds or awaits it
-        self._account_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -240,37 +273,39 @@ class RedisStore:
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
-        ledger_key = self.k("ledger", account.name)
-        await self.settle(account.name, now_ms)
-        stored_at = self.wall_clock()
         refund = pending_refund(run)
-
-        async def attempt(pipe: Any) -> None:
-            state = account_state(await pipe.hgetall(ledger_key))
-            check_charge(key, state.key(key.key), account, state.ledger, run.cost_usd)
-            pipe.multi()
-            for suffix in ("", ":" + key.key):
-                pipe.hincrby(ledger_key, "charged" + suffix, run.cost_usd)
-                pipe.hincrby(ledger_key, "runs" + suffix, 1)
-            pipe.sadd(self.k("accounts"), account.name)
-            pipe.set(self.k("run", run.id), dump_run(run), px=self.run_ttl_ms)
-            pipe.set(self.k("file", run.file_name), run.id, px=self.run_ttl_ms)
-            for index in (self.k("runs"), self.k("runs", run.account)):
-                pipe.zadd(index, {run.id: stored_at})
-                pipe.zremrangebyscore(index, "-inf", stored_at - self.run_ttl_ms)
-            if refund is not None:
-                pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
-
-        async with self.account_lock(account.name):
-            await self.transaction(attempt, ledger_key)
-
-    def account_lock(self, account: str) -> asyncio.Lock:
-        """One create at a time per account in this process: under a burst, WATCH then only
-        races the other processes, instead of every pending request of this one."""
-        lock = self._account_locks.get(account)
-        if lock is None:
-            lock = self._account_locks[account] = asyncio.Lock()
-        return lock
+        optional = [key.usage_quota, spend_limit_micro(key)]
+        outcome = await self._create(
+            keys=[
+                self.k("ledger", account.name),
+                self.k("refunds", account.name),
+                self.k("accounts"),
+                self.k("run", run.id),
+                self.k("file", run.file_name),
+                self.k("runs"),
+                self.k("runs", account.name),
+            ],
+            args=[
+                now_ms,
+                key.key,
+                run.cost_usd,
+                *("" if limit is None else limit for limit in optional),
+                account.starting_balance_usd,
+                account.name,
+                run.id,
+                dump_run(run),
+                self.run_ttl_ms,
+                self.wall_clock(),
+                "" if refund is None else refund_member(run),
+                "" if refund is None else refund.fails_at_ms,
+            ],
+        )
+        if outcome[0] == "quota":
+            raise usage_exceeded()
+        if outcome[0] == "spend":
+            raise spend_limit_exceeded()
+        if outcome[0] == "balance":
+            raise insufficient_balance(run.cost_usd, int(outcome[1]))
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         await self.settle(run.account, now_ms)
