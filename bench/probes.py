@@ -3,8 +3,10 @@ start-to-healthy time, RSS and the number of runs a mock holds."""
 
 from __future__ import annotations
 
+import collections
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -20,6 +22,7 @@ from targets import Server, Target, running
 __all__ = [
     "KEY",
     "body_for",
+    "connections_per_process",
     "create_runs",
     "fetch_timed",
     "fill_runs",
@@ -126,6 +129,18 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def connections_per_process(port: int) -> list[int]:
+    """Established connections to ``port`` held by each process, most first (from ``ss -p``;
+    empty if ``ss`` is missing or lists none)."""
+    command = ["ss", "-Htnp", "state", "established", f"( sport = :{port} )"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    pids = collections.Counter(re.findall(r"pid=(\d+)", done.stdout))
+    return sorted(pids.values(), reverse=True)
 
 
 def stored_runs(server: Server) -> int:

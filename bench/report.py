@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loadgen import WrkResult
 from results_model import Outcome, Results
@@ -13,6 +14,8 @@ from results_model import Outcome, Results
 __all__ = ["render_markdown", "write_chart"]
 
 MIX = "mix 1:10"
+STORE_WORKLOADS = ("create", "poll", MIX)
+IN_MEMORY = "in-memory, 1 worker"  # the "mock" target, as named in the shared-store section
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,19 @@ def outcome_cells(found: Outcome) -> list[str]:
     return [found, "", "", ""]
 
 
+def main_labels(results: Results) -> dict[str, str]:
+    """The targets of the main comparison (mock, Prism, bare): all but the shared-store ones."""
+    return {name: label for name, label in results.labels.items() if name not in results.shared}
+
+
 def throughput_section(results: Results) -> list[str]:
     rows = [
         [workload, label, *outcome_cells(results.outcome(workload, name))]
         for workload in results.load
-        for name, label in results.labels.items()
+        for name, label in main_labels(results).items()
     ]
+    if not rows:
+        return []
     header = ["workload", "server", "requests/s", "p50 ms", "p99 ms", "errors"]
     return ["## Throughput (closed loop)", "", *table(header, rows), ""]
 
@@ -128,7 +138,7 @@ def ratio_section(results: Results) -> list[str]:
 
 def fixed_section(results: Results) -> list[str]:
     rows = []
-    for name, label in results.labels.items():
+    for name, label in main_labels(results).items():
         found = results.fixed.get(name, "not run")
         if isinstance(found, WrkResult):
             numbers = [found.p50_ms, found.p99_ms, found.p999_ms, found.max_ms]
@@ -136,6 +146,8 @@ def fixed_section(results: Results) -> list[str]:
         else:
             cells = [found, "", "", "", "", "", ""]
         rows.append([label, *cells])
+    if not rows:
+        return []
     header = [
         "server",
         "achieved req/s",
@@ -148,6 +160,46 @@ def fixed_section(results: Results) -> list[str]:
     ]
     title = f"## Fixed rate: the mix at {results.rate} requests/s"
     return [title, "", *table(header, rows), ""]
+
+
+def store_servers(results: Results) -> dict[str, str]:
+    """The in-memory mock, then the shared-store targets: name -> label in that section."""
+    return {"mock": IN_MEMORY, **results.shared}
+
+
+def store_section(results: Results) -> list[str]:
+    """The mock on Redis (1 and 2 workers) next to the in-memory single worker."""
+    if not results.shared:
+        return []
+    baseline = {w: results.rps(w, "mock") for w in STORE_WORKLOADS}
+    rows = []
+    for workload in STORE_WORKLOADS:
+        for name, label in store_servers(results).items():
+            rps, base = results.rps(workload, name), baseline[workload]
+            versus = f"{rps / base:.2f}" if rps and base else "n/a"
+            rows.append([workload, label, *outcome_cells(results.outcome(workload, name)), versus])
+    header = ["workload", "server", "requests/s", "p50 ms", "p99 ms", "errors", "vs in-memory"]
+    lines = [
+        "## Shared store (Redis)",
+        "",
+        "The mock as above (`mock`, in-memory store, one process) and the same command with "
+        "`--store redis://...` on a local redis-server (no persistence), with 1 and 2 uvicorn "
+        "workers. `vs in-memory`: requests/s over those of the in-memory single worker. wrk, "
+        "the workers and redis-server share the machine's "
+        f"{results.machine.get('nproc', '?')} cores.",
+        "",
+        *table(header, rows),
+        "",
+    ]
+    for name, counts in results.spread.items():
+        label = results.shared.get(name, name)
+        lines += [
+            f"{label}: wrk's connections per worker halfway through the mix: "
+            f"{' + '.join(map(str, counts))} (the workers share one listening socket; each "
+            "connection stays with the worker that accepted it).",
+            "",
+        ]
+    return lines
 
 
 def shown_value(value: float | None, unit: str) -> str:
@@ -212,6 +264,7 @@ def render_markdown(results: Results) -> str:
         *throughput_section(results),
         *ratio_section(results),
         *fixed_section(results),
+        *store_section(results),
         *probe_section(results),
     ]
     notes = [*results.notes, *error_notes(results)]
@@ -221,40 +274,57 @@ def render_markdown(results: Results) -> str:
 
 
 def write_chart(results: Results, path: Path) -> None:
-    """Requests/s and p99 per workload, one bar per server."""
+    """Requests/s and p99 per workload, one bar per server; with Redis targets, a third row:
+    the same for the in-memory mock and the mock on Redis (create, poll, mix)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = list(results.load)
-    names = list(results.labels)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        found = [results.outcome(w, name) for w in workloads]
-        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(workloads))]
-        rps = [f.rps if isinstance(f, WrkResult) else 0.0 for f in found]
-        p99 = [f.p99_ms if isinstance(f, WrkResult) else 0.0 for f in found]
-        bars = top.bar(xs, rps, width, label=results.labels[name])
-        top.bar_label(bars, labels=[f"{v:,.0f}" if v else "n/a" for v in rps], fontsize=7)
-        bars = bottom.bar(xs, p99, width, label=results.labels[name])
-        bottom.bar_label(bars, labels=[f"{v:.1f}" if v else "n/a" for v in p99], fontsize=7)
+    mosaic: Any = [["rps", "rps"], ["p99", "p99"]]  # matplotlib's stubs want HashableList
+    if results.shared:
+        mosaic.append(["store_rps", "store_p99"])
+    fig, axes = plt.subplot_mosaic(mosaic, figsize=(10, 4 * len(mosaic)), constrained_layout=True)
+    draw_bars(results, list(results.load), main_labels(results), axes["rps"], axes["p99"])
+    titles = [
+        ("rps", "requests/s (higher is better)"),
+        ("p99", "p99 ms (lower is better)"),
+    ]
+    if results.shared:
+        store = axes["store_rps"], axes["store_p99"]
+        draw_bars(results, list(STORE_WORKLOADS), store_servers(results), *store)
+        titles += [
+            ("store_rps", "shared store: requests/s"),
+            ("store_p99", "shared store: p99 ms"),
+        ]
+    for key, title in titles:
+        axes[key].set_title(title)
+        axes[key].legend(fontsize=8)
+        axes[key].grid(axis="y", alpha=0.3)
     connections = results.settings.get("wrk", "")
-    for axis, title in (
-        (top, "requests/s (higher is better)"),
-        (bottom, "p99 ms (lower is better)"),
-    ):
-        axis.set_xticks(range(len(workloads)), workloads)
-        axis.set_title(title)
-        axis.legend()
-        axis.grid(axis="y", alpha=0.3)
-    fig.suptitle(
-        f"mock-runbase vs Prism vs bare Starlette ({connections})\n{machine_line(results)}"
-    )
+    title = "mock-runbase vs Prism vs bare Starlette" + (", and on Redis" if results.shared else "")
+    fig.suptitle(f"{title} ({connections})\n{machine_line(results)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def draw_bars(
+    results: Results, workloads: list[str], labels: dict[str, str], rps_axis: Any, p99_axis: Any
+) -> None:
+    """One group of bars per workload, one bar per server: requests/s and p99."""
+    width = 0.8 / max(1, len(labels))
+    for i, (name, label) in enumerate(labels.items()):
+        found = [results.outcome(w, name) for w in workloads]
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(workloads))]
+        rps = [f.rps if isinstance(f, WrkResult) else 0.0 for f in found]
+        p99 = [f.p99_ms if isinstance(f, WrkResult) else 0.0 for f in found]
+        bars = rps_axis.bar(xs, rps, width, label=label)
+        rps_axis.bar_label(bars, labels=[f"{v:,.0f}" if v else "n/a" for v in rps], fontsize=7)
+        bars = p99_axis.bar(xs, p99, width, label=label)
+        p99_axis.bar_label(bars, labels=[f"{v:.1f}" if v else "n/a" for v in p99], fontsize=7)
+    for axis in (rps_axis, p99_axis):
+        axis.set_xticks(range(len(workloads)), workloads)
 
 
 def machine_line(results: Results) -> str:

@@ -29,6 +29,8 @@ class Results:
     rate: int = 500
     probes: dict[str, Probe] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    shared: dict[str, str] = field(default_factory=dict)  # Redis target -> "Redis, 2 workers"
+    spread: dict[str, list[int]] = field(default_factory=dict)  # target -> wrk conns per worker
 
     def outcome(self, workload: str, target: str) -> Outcome:
         return self.load.get(workload, {}).get(target, "not run")

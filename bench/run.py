@@ -1,13 +1,15 @@
 """Benchmark mock-runbase side by side with Prism and bare Starlette: ``python bench/run.py``.
 
 Starts each server on loopback in turn, drives it with wrk (bench/lua/), measures first
-render, start-up, RSS and poll latency with many runs stored, then writes
-bench/results/latest.md and latest.png and prints the markdown. See bench/README.md.
+render, start-up, RSS and poll latency with many runs stored, and the mock on a shared Redis
+store with 1 and 2 workers, then writes bench/results/latest.md and latest.png and prints the
+markdown. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,19 +17,28 @@ from pathlib import Path
 from loadgen import LoadSettings
 from report import render_markdown, write_chart
 from results_model import Results
-from suite import WORKLOADS, Plan, bench_target, measure_startup, measure_storage
-from targets import Target, bare_target, mock_target, prism_target
+from suite import (
+    STORE_WORKLOADS,
+    WORKLOADS,
+    Plan,
+    bench_target,
+    measure_startup,
+    measure_storage,
+)
+from targets import Target, bare_target, mock_target, prism_target, redis_command, redis_target
 from tools import (
     BENCH_DIR,
     ensure_matplotlib,
     ensure_prism,
     ensure_py_spy,
+    ensure_redis_server,
     ensure_wrk,
     log,
     machine_facts,
 )
 
-TARGETS = ("mock", "prism", "bare")
+TARGETS = ("mock", "prism", "bare", "redis1", "redis2")
+REDIS_TARGETS = {"redis1": 1, "redis2": 2}  # target -> workers, on a fresh redis-server each
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--rate", type=int, default=500, help="requests/s of the fixed-rate mix (500)")
     add("--stored-runs", type=int, default=100_000, help="runs stored for RSS and polls (100000)")
     add("--repeats", type=int, default=3, help="first renders and starts measured (3)")
-    add("--targets", default=",".join(TARGETS), help="which of mock,prism,bare to drive")
+    add(
+        "--targets",
+        default=",".join(TARGETS),
+        help="which of mock,prism,bare,redis1,redis2 to drive (all)",
+    )
     add("--no-storage", action="store_true", help="skip the RSS / many-runs phase")
     add("--profile", action="store_true", help="py-spy the mock under the mix (installs py-spy)")
     add("--output", type=Path, default=BENCH_DIR / "results", help="where latest.md/png go")
@@ -55,6 +70,7 @@ def load_settings(args: argparse.Namespace, wrk: str) -> LoadSettings:
 
 def chosen_targets(names: list[str], results: Results) -> list[Target]:
     targets = []
+    redis: tuple[str | None, str] | None = None  # ensure_redis_server(), once
     for name in names:
         if name == "mock":
             targets.append(mock_target("fast"))
@@ -67,18 +83,38 @@ def chosen_targets(names: list[str], results: Results) -> list[Target]:
             else:
                 results.machine["prism"] = note
                 targets.append(prism_target(prism))
+        elif name in REDIS_TARGETS:
+            workers = REDIS_TARGETS[name]
+            results.shared[name] = f"Redis, {workers} worker{'s' if workers > 1 else ''}"
+            redis = redis or ensure_redis_server()
+            binary, note = redis
+            if binary is None:
+                label = f"mock-runbase, {results.shared[name]}"
+                why = f"n/a: {note}"
+                record_missing(name, label, why, results, STORE_WORKLOADS, paced=False)
+            else:
+                results.machine["redis-server"] = note
+                targets.append(redis_target(binary, workers))
         else:
             raise SystemExit(f"bench: unknown target {name!r} (choose from {', '.join(TARGETS)})")
     return targets
 
 
-def record_missing(name: str, label: str, why: str, results: Results) -> None:
+def record_missing(
+    name: str,
+    label: str,
+    why: str,
+    results: Results,
+    workloads: Sequence[str] = tuple(WORKLOADS),
+    paced: bool = True,
+) -> None:
     log(why)
     results.labels[name] = label
     results.notes.append(why)
-    for workload in WORKLOADS:
+    for workload in workloads:
         results.load.setdefault(workload, {})[name] = why
-    results.fixed[name] = why
+    if paced:
+        results.fixed[name] = why
 
 
 def describe(load: LoadSettings, args: argparse.Namespace) -> dict[str, str]:
@@ -90,6 +126,9 @@ def describe(load: LoadSettings, args: argparse.Namespace) -> dict[str, str]:
         "mock": "mock-runbase serve --timing fast --no-rate-limit --balance-usd 1000000000",
         "fixed rate": f"{args.rate} requests/s held by wrk's Lua delay() (bench/lua/common.lua)",
         "stored runs": f"{args.stored_runs} (mock with --timing instant)",
+        "redis": "the mock as above plus --store redis://127.0.0.1:P/0 (and --workers 2), on a "
+        f"fresh `{shlex.join(redis_command('redis-server', 'P', 'TMP'))}` per target; create, "
+        "poll and mix only",
     }
 
 
@@ -100,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(machine=machine_facts(wrk), settings=describe(load, args), rate=args.rate)
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     targets = chosen_targets(names, results)
+    if not results.shared:
+        del results.settings["redis"]
     py_spy = ensure_py_spy() if args.profile else None
     plan = Plan(
         load=load,

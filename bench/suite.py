@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import collections
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +15,7 @@ from urllib.parse import urlparse
 from loadgen import LoadSettings, WrkResult, run_wrk, write_ids
 from probes import (
     body_for,
+    connections_per_process,
     create_runs,
     fetch_timed,
     fill_runs,
@@ -26,7 +30,14 @@ from results_model import Outcome, Results
 from targets import PNG_DIR, Server, StartFailed, Target, mock_target, running
 from tools import CACHE_DIR, log
 
-__all__ = ["WORKLOADS", "Plan", "bench_target", "measure_startup", "measure_storage"]
+__all__ = [
+    "STORE_WORKLOADS",
+    "WORKLOADS",
+    "Plan",
+    "bench_target",
+    "measure_startup",
+    "measure_storage",
+]
 
 POLL_RUNS = 200
 IMAGE_SIZES = ("1k", "4k")
@@ -38,6 +49,7 @@ WORKLOADS = {  # name in the report -> (lua script, image size for image workloa
     "image 4K": ("image", "4k"),
 }
 MIX = "mix 1:10"
+STORE_WORKLOADS = ("create", "poll", MIX)  # what the shared-store (Redis) targets are driven with
 
 
 @dataclass(frozen=True)
@@ -51,21 +63,41 @@ class Plan:
 
 
 def bench_target(target: Target, plan: Plan, results: Results) -> None:
-    """Every workload and the fixed rate against one target; a failed start is recorded."""
+    """Every workload and the fixed rate against one target; a failed start is recorded.
+
+    A shared-store target (the mock on Redis) gets the workloads of ``STORE_WORKLOADS`` only.
+    """
     results.labels[target.name] = target.label
+    workloads = STORE_WORKLOADS if target.redis_server else tuple(WORKLOADS)
     try:
         with running(target) as server:
             log(f"{target.label}: healthy after {server.ready_s:.2f} s on port {server.port}")
+            ready_note = ""
+            if target.workers > 1:
+                ready_note = (
+                    f"all {target.workers} workers answered after {server.all_workers_s:.2f} s"
+                )
+                log(f"{target.label}: {ready_note}")
             results.add(
-                f"ready_{target.name}", f"{target.label}: start to healthy", server.ready_s, "s"
+                f"ready_{target.name}",
+                f"{target.label}: start to healthy",
+                server.ready_s,
+                "s",
+                ready_note,
             )
             rendered = measure_first_renders(server, plan, results) if target.name == "mock" else {}
-            images = image_paths(server, results, rendered)
+            images = image_paths(server, results, rendered) if not target.redis_server else {}
             env = base_env(server)
-            for workload, (script, size) in WORKLOADS.items():
-                results.load.setdefault(workload, {})[target.name] = run_workload(
-                    server, plan, env, script, images.get(size) if size else ""
-                )
+            for workload in workloads:
+                script, size = WORKLOADS[workload]
+                with connection_census(server, plan, workload) as spread:
+                    results.load.setdefault(workload, {})[target.name] = run_workload(
+                        server, plan, env, script, images.get(size) if size else ""
+                    )
+                if spread:
+                    results.spread[target.name] = spread
+            if target.redis_server:
+                return
             log(f"{target.label}: mix at {plan.rate} requests/s")
             paced = {**env, "BENCH_RATE": str(plan.rate)}
             results.fixed[target.name] = guarded(plan, server, "mix", paced)
@@ -77,9 +109,28 @@ def bench_target(target: Target, plan: Plan, results: Results) -> None:
         why = f"n/a: {target.label} did not start ({failure})"
         results.notes.append(why)
         log(why)
-        for workload in WORKLOADS:
+        for workload in workloads:
             results.load.setdefault(workload, {})[target.name] = why
-        results.fixed[target.name] = why
+        if not target.redis_server:
+            results.fixed[target.name] = why
+
+
+@contextmanager
+def connection_census(server: Server, plan: Plan, workload: str) -> Iterator[list[int]]:
+    """For a target of several workers, during the mix: how many of wrk's connections each
+    worker holds, counted once halfway through the measured run (empty list otherwise)."""
+    counts: list[int] = []
+    if server.target.workers < 2 or workload != MIX:
+        yield counts
+        return
+    halfway = plan.load.warmup_s + plan.load.duration_s / 2
+    timer = threading.Timer(halfway, lambda: counts.extend(connections_per_process(server.port)))
+    timer.start()
+    try:
+        yield counts
+    finally:
+        timer.cancel()
+        timer.join()
 
 
 def base_env(server: Server) -> dict[str, str]:

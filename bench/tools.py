@@ -1,7 +1,8 @@
 """Tools the benchmark needs, installed on demand, and facts about the machine.
 
-``wrk`` comes from Debian (``apt-get``), Prism from the npm registry into ``bench/.cache``
-(reused across runs), matplotlib from PyPI into the running interpreter's environment.
+``wrk`` and ``redis-server`` come from Debian (``apt-get``), Prism from the npm registry into
+``bench/.cache`` (reused across runs), matplotlib from PyPI into the running interpreter's
+environment.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "ensure_matplotlib",
     "ensure_prism",
     "ensure_py_spy",
+    "ensure_redis_server",
     "ensure_wrk",
     "free_port",
     "machine_facts",
@@ -53,20 +55,42 @@ def free_port() -> int:
 
 def ensure_wrk() -> str:
     """The path of ``wrk``, installing Debian's package (``apt-get update`` first if needed)."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    log("wrk is missing: apt-get install -y wrk")
-    apt = ["sudo", "-n", "apt-get"] if os.geteuid() != 0 else ["apt-get"]
-    env_ok = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*apt, "install", "-y", "--no-install-recommends", "wrk"]
-    if not any(APT_LISTS.glob("*Packages*")) or subprocess.call(install, env=env_ok) != 0:
-        subprocess.run([*apt, "update"], check=True, env=env_ok)
-        subprocess.run(install, check=True, env=env_ok)
-    found = shutil.which("wrk")
+    found = apt_installed("wrk", "wrk")
     if not found:
         raise SystemExit("bench: wrk could not be installed (apt-get install wrk)")
     return found
+
+
+def ensure_redis_server() -> tuple[str | None, str]:
+    """(path, note): Debian's ``redis-server``, installed like wrk when missing.
+
+    The path is None when it cannot be had; the note then says why, else gives the version.
+    """
+    found = apt_installed("redis-server", "redis-server")
+    if not found:
+        return None, "redis-server could not be installed (apt-get install redis-server)"
+    words = run_quiet([found, "--version"], timeout=30).stdout.split()
+    version = next((w.removeprefix("v=") for w in words if w.startswith("v=")), "unknown")
+    return found, f"redis-server {version}"
+
+
+def apt_installed(package: str, binary: str) -> str | None:
+    """The path of ``binary``, installing Debian's ``package`` if missing (``apt-get update``
+    first if needed); None if that failed."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    log(f"{binary} is missing: apt-get install -y {package}")
+    apt = ["sudo", "-n", "apt-get"] if os.geteuid() != 0 else ["apt-get"]
+    env_ok = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*apt, "install", "-y", "--no-install-recommends", package]
+    try:
+        if not any(APT_LISTS.glob("*Packages*")) or subprocess.call(install, env=env_ok) != 0:
+            subprocess.run([*apt, "update"], check=True, env=env_ok)
+            subprocess.run(install, check=True, env=env_ok)
+    except (OSError, subprocess.CalledProcessError) as problem:
+        log(f"apt-get install {package} failed: {problem}")
+    return shutil.which(binary)
 
 
 def prism_command() -> list[str] | None:
