@@ -67,8 +67,7 @@ class AccountState:
         return self.keys.get(key) or Ledger()
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):  # a NamedTuple: built on every request, the cheapest to build
     """What a request reads once, at its start: the accounts and keys in effect (the config's
     with the control API's changes) and the fault rules, in order."""
 
@@ -169,6 +168,7 @@ class MemoryStore:
         self._refunds: dict[str, PendingRefund] = {}  # run id -> its refund, while pending
         self._overrides: dict[str, AccountOverride] = {}
         self._directory: tuple[Directory, Directory] | None = None  # (base, in effect)
+        self._snapshot: tuple[Directory, Snapshot] | None = None  # (base, the last one)
         self._rules: list[Rule] = []
         self._rules_seeded = False
         self._rule_numbers = 0
@@ -182,15 +182,21 @@ class MemoryStore:
         return None
 
     async def snapshot(self, base: Directory) -> Snapshot:
+        last = self._snapshot
+        if last is not None and last[0] is base and last[1].rules is self._rules:
+            return last[1]
         cached = self._directory
         if cached is None or cached[0] is not base:
             self._directory = cached = (base, with_overrides(base, self._overrides))
-        return Snapshot(cached[1], self._rules)
+        snapshot = Snapshot(cached[1], self._rules)
+        self._snapshot = (base, snapshot)
+        return snapshot
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
         self._directory = (base, with_overrides(base, overrides))  # raises on a key conflict
         self._overrides = overrides
+        self._snapshot = None
 
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None:
         return self.limiter.hit(key, now_ms) if self.limiter else None
@@ -296,6 +302,7 @@ class MemoryStore:
             self._refunds.clear()
             self._overrides.clear()
             self._directory = None
+            self._snapshot = None
             self._rules.clear()
             self._rules_seeded = False
             self._rule_numbers = 0
