@@ -8,6 +8,8 @@
 # MOCK_RUNBASE_RATE_LIMIT=20/10, MOCK_RUNBASE_NO_RATE_LIMIT=true, MOCK_RUNBASE_SEED=0,
 # MOCK_RUNBASE_BALANCE_USD=100, MOCK_RUNBASE_STRICT_KEYS=true, MOCK_RUNBASE_PUBLIC_URL=...,
 # MOCK_RUNBASE_CONFIG=/config/mock.yaml (mount the file: -v ./mock.yaml:/config/mock.yaml:ro).
+# Several replicas or workers share their state through Redis: MOCK_RUNBASE_STORE=redis://redis:6379/0
+# (and MOCK_RUNBASE_WORKERS=N for N uvicorn workers in one container); see docker-compose.yml.
 # The host and port are set by CMD (a flag wins over its variable); the HEALTHCHECK expects 8080.
 
 # Stage 1: build the project's wheel (the spec is packaged inside it).
