@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock, VirtualClock
+from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
@@ -116,12 +116,7 @@ def make_store(settings: MockSettings) -> Store:
 def make_clock(settings: MockSettings, store: Store) -> Clock:
     if settings.clock != "virtual":
         return SystemClock()
-    if store.shared:
-        from mock_runbase.redis_store import RedisStore
-
-        assert isinstance(store, RedisStore)
-        return store.clock(DEFAULT_VIRTUAL_START)
-    return VirtualClock()
+    return store.virtual_clock(DEFAULT_VIRTUAL_START)
 
 
 def closing(store: Store) -> Any:

@@ -207,8 +207,6 @@ class RedisStore:
         self._rate_limit = self.redis.register_script(RATE_LIMIT)
         self._fire_rule = self.redis.register_script(FIRE_RULE)
         self._journal_append = self.redis.register_script(JOURNAL_APPEND)
-        self._clock_read = self.redis.register_script(CLOCK_READ)
-        self._clock_move = self.redis.register_script(CLOCK_MOVE)
         self._directory: tuple[Directory, str | None, Directory] | None = None
         self._rules: tuple[str | None, list[Rule]] = ("", [])
 
@@ -360,7 +358,7 @@ class RedisStore:
                 await self.add_rule(dict(body), seed)
 
     async def rules(self, account: str | None) -> list[Rule]:
-        rules = await self.current_rules()
+        rules = await self.read_rules()
         async with self.redis.pipeline(transaction=False) as pipe:
             for rule in rules:
                 pipe.hgetall(self.k("rule", rule.id))
@@ -389,7 +387,7 @@ class RedisStore:
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int:
         doomed = [
             rule.id
-            for rule in await self.current_rules()
+            for rule in await self.read_rules()
             if (account is None or rule.account == account) and rule_id in (None, rule.id)
         ]
         if not doomed:
@@ -401,14 +399,8 @@ class RedisStore:
             deleted, *_ = await pipe.execute()
         return int(deleted)
 
-    async def current_rules(self) -> list[Rule]:
-        """Every rule, in the order added; parsed again only after a change."""
-        version = await self.redis.get(self.k("rules", "version"))
-        if version == self._rules[0]:
-            return self._rules[1]
-        return await self.read_rules()
-
     async def read_rules(self) -> list[Rule]:
+        """Every rule, in the order added, with the version token it was read at."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(self.k("rules", "version"))
             pipe.hgetall(self.k("rules"))
@@ -515,7 +507,7 @@ class RedisStore:
                 except WatchError:
                     continue
 
-    def clock(self, start: str | int) -> SharedVirtualClock:
+    def virtual_clock(self, start: str | int) -> SharedVirtualClock:
         return SharedVirtualClock(self, start)
 
 
@@ -525,12 +517,14 @@ class SharedVirtualClock:
     virtual = True
 
     def __init__(self, store: RedisStore, start: str | int) -> None:
-        self.store = store
+        self.redis = store.redis
         self.start_ms = parse_timestamp(start) if isinstance(start, str) else start
         self.key = store.k("clock")
+        self._read = self.redis.register_script(CLOCK_READ)
+        self._move = self.redis.register_script(CLOCK_MOVE)
 
     async def now(self) -> int:
-        return int(await self.store._clock_read(keys=[self.key], args=[self.start_ms]))
+        return int(await self._read(keys=[self.key], args=[self.start_ms]))
 
     async def move_by(self, seconds: float) -> int:
         if not seconds >= 0:
@@ -542,15 +536,13 @@ class SharedVirtualClock:
 
     async def move(self, delta_ms: int, target: str) -> int:
         try:
-            moved = await self.store._clock_move(
-                keys=[self.key], args=[self.start_ms, delta_ms, target]
-            )
+            moved = await self._move(keys=[self.key], args=[self.start_ms, delta_ms, target])
         except redis.ResponseError as error:
             raise ValueError(str(error)) from None
         return int(moved)
 
     async def rewind(self) -> None:
-        await self.store.redis.set(self.key, self.start_ms)
+        await self.redis.set(self.key, self.start_ms)
 
 
 JOURNAL_FIELDS = [f.name for f in fields(JournalEntry) if f.name != "seq"]

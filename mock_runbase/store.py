@@ -35,6 +35,7 @@ from mock_runbase.accounts import (
     merged_override,
     with_overrides,
 )
+from mock_runbase.clock import SettableClock, VirtualClock
 from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
@@ -104,6 +105,9 @@ class Store(Protocol):
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None: ...
 
+    def virtual_clock(self, start: str | int) -> SettableClock:
+        """A virtual clock whose time is kept with the rest of this store's state."""
+
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None: ...
 
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None: ...
@@ -167,7 +171,6 @@ class MemoryStore:
         self._failures: list[tuple[int, str]] = []  # (instant of failure, run id)
         self._refunds: dict[str, PendingRefund] = {}  # run id -> its refund, while pending
         self._overrides: dict[str, AccountOverride] = {}
-        self._directory: tuple[Directory, Directory] | None = None  # (base, in effect)
         self._snapshot: tuple[Directory, Snapshot] | None = None  # (base, the last one)
         self._rules: list[Rule] = []
         self._rules_seeded = False
@@ -181,22 +184,26 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    def virtual_clock(self, start: str | int) -> SettableClock:
+        return VirtualClock(start)
+
     async def snapshot(self, base: Directory) -> Snapshot:
         last = self._snapshot
-        if last is not None and last[0] is base and last[1].rules is self._rules:
-            return last[1]
-        cached = self._directory
-        if cached is None or cached[0] is not base:
-            self._directory = cached = (base, with_overrides(base, self._overrides))
-        snapshot = Snapshot(cached[1], self._rules)
+        if last is not None and last[0] is base:
+            if last[1].rules is self._rules:
+                return last[1]
+            directory = last[1].directory
+        else:
+            directory = with_overrides(base, self._overrides)
+        snapshot = Snapshot(directory, self._rules)
         self._snapshot = (base, snapshot)
         return snapshot
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
-        self._directory = (base, with_overrides(base, overrides))  # raises on a key conflict
+        directory = with_overrides(base, overrides)  # raises on a key conflict
         self._overrides = overrides
-        self._snapshot = None
+        self._snapshot = (base, Snapshot(directory, self._rules))
 
     async def hit_rate_limit(self, key: str, now_ms: int) -> float | None:
         return self.limiter.hit(key, now_ms) if self.limiter else None
@@ -301,7 +308,6 @@ class MemoryStore:
             self._failures.clear()
             self._refunds.clear()
             self._overrides.clear()
-            self._directory = None
             self._snapshot = None
             self._rules.clear()
             self._rules_seeded = False

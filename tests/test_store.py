@@ -21,7 +21,7 @@ from mock_runbase.accounts import (
     KeySettings,
 )
 from mock_runbase.errors import RunbaseError
-from mock_runbase.journal import JournalFilter
+from mock_runbase.journal import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.redis_store import RedisStore
 from mock_runbase.rules import RuleContext, fires_at, rule_from_body
@@ -353,9 +353,7 @@ class FakeExchange:
         self.path = path
         self.number = next(self.counter)
 
-    def entry(self, seq: int) -> Any:
-        from mock_runbase.journal import JournalEntry
-
+    def entry(self, seq: int) -> JournalEntry:
         return JournalEntry(
             seq=seq,
             at_ms=START + self.number,
@@ -414,7 +412,7 @@ def test_a_redis_store_shares_one_virtual_clock(redis_server: RedisServer) -> No
     async def scenario() -> None:
         first = RedisStore(redis_server.url, None, prefix=f"clock-{new_token(8)}:")
         second = RedisStore(redis_server.url, None, prefix=first.prefix)
-        clock_a, clock_b = first.clock(START), second.clock(START)
+        clock_a, clock_b = first.virtual_clock(START), second.virtual_clock(START)
         assert await clock_b.now() == START
         await clock_a.move_by(2.5)
         assert await clock_b.now() == START + 2500
