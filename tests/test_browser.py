@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,10 @@ class Server:
         assert response.status_code == 200, response.text
         run_id: str = response.json()["id"]
         return run_id
+
+    def clock(self) -> datetime:
+        now: str = self.http.get("/_mock/clock").json()["now"]
+        return datetime.fromisoformat(now)
 
     def stop(self) -> None:
         self.http.close()
@@ -226,10 +231,18 @@ class Page:
         )
 
     def advance(self, seconds: float) -> None:
+        """Move the clock from the page's form, and wait until the server has moved it: the
+        click only starts the page's request, and a run created before it lands would move too.
+        """
+        before = self.server.clock()
         box = self.find("#advance-seconds")
         box.clear()
         box.send_keys(str(seconds))
         self.find("#advance").click()
+        self.until(
+            f"the server's clock has moved {seconds} s",
+            lambda d: self.server.clock() >= before + timedelta(seconds=seconds),
+        )
 
     def screenshot(self, name: str) -> Path:
         path = self.artifacts / name
