@@ -20,12 +20,13 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
+from mock_runbase.hot_routes import HotRoutes
 from mock_runbase.journal import JournalMiddleware, note_answer
 from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
@@ -64,28 +65,33 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         *control_routes(spec),
         *dashboard_routes(spec),
     ]
+    exception_handlers: dict[Any, Any] = {
+        RunbaseError: render_runbase_error,
+        HTTPException: render_http_exception,
+        **dict.fromkeys(store.unavailable_errors, render_store_unavailable),
+        Exception: render_unexpected,
+    }
     app = MockApp(
         routes=routes,
-        middleware=[
-            Middleware(
-                JournalMiddleware,
-                clock=lambda: service.clock,
-                record=store.record,
-                account_of=lambda header: service.last_directory.account_of(header),
-            ),
-            *(
-                [Middleware(AdminTokenMiddleware, token=settings.admin_token)]
-                if settings.admin_token
-                else []
-            ),
-        ],
-        exception_handlers={
-            RunbaseError: render_runbase_error,
-            HTTPException: render_http_exception,
-            **dict.fromkeys(store.unavailable_errors, render_store_unavailable),
-            Exception: render_unexpected,
-        },
+        middleware=(
+            [Middleware(AdminTokenMiddleware, token=settings.admin_token)]
+            if settings.admin_token
+            else []
+        ),
+        exception_handlers=exception_handlers,
         lifespan=closing(store),
+    )
+    app.entry = JournalMiddleware(
+        HotRoutes(
+            prefixes=API_PREFIXES,
+            create=create_run,
+            poll=get_run,
+            exception_handlers=exception_handlers,
+            fallback=app.starlette,
+        ),
+        clock=lambda: service.clock,
+        record=store.record,
+        account_of=lambda header: service.last_directory.account_of(header),
     )
     app.state.service = app.service = service
     app.worker = str(os.getpid()) if store.shared else None
@@ -129,11 +135,13 @@ def closing(store: Store) -> Any:
 
 
 class MockApp(Starlette):
-    """Starlette, plus the ``drop`` fault (a connection closed without any answer), the
-    service's start-up work on the first request (lifespan does not run in every host) and,
-    on a shared store, an ``X-Mock-Worker`` header naming the process that answered."""
+    """Starlette behind the journal and the hot routes (``entry``), plus the ``drop`` fault (a
+    connection closed without any answer), the service's start-up work on the first request
+    (lifespan does not run in every host) and, on a shared store, an ``X-Mock-Worker`` header
+    naming the process that answered."""
 
     service: RunbaseService
+    entry: ASGIApp
     worker: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -147,14 +155,18 @@ class MockApp(Starlette):
                 answer = FastJSONResponse(store_unavailable(error).body(), status_code=503)
                 await answer(scope, receive, send)
                 return
+        scope["app"] = self
         try:
-            await super().__call__(scope, receive, send)
+            await self.entry(scope, receive, send)
         except ConnectionDropped:
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is None:  # in process (no socket): fail the caller as a reset would
                 raise ConnectionResetError("mock-runbase dropped the connection") from None
             transport.abort()
             await asyncio.sleep(0)  # let the server notice before it tries to answer
+
+    async def starlette(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def with_worker_header(send: Send, worker: bytes) -> Send:
