@@ -17,8 +17,8 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,7 +27,7 @@ from mock_runbase.control import AdminTokenMiddleware, control_routes, service_o
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
-from mock_runbase.journal import JournalMiddleware, note_answer
+from mock_runbase.journal import JournalMiddleware, note_account, note_answer
 from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -42,9 +42,27 @@ API_PREFIXES = ("/v1", "/api/v1")
 FILES_PATH = "/files/generated"
 
 
-class FastJSONResponse(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+class JSONAnswer(Response):
+    """JSON by orjson, its headers built directly (Starlette's ``init_headers`` merges and
+    checks for cases a JSON answer never has: no body, 1xx, 204, 304, a charset)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.body = orjson.dumps(content)
+        self.status_code = status_code
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            (b"content-type", b"application/json"),
+        ]
+        if headers:
+            self.raw_headers += [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers.items()
+            ]
 
 
 def create_app(settings: MockSettings | None = None, *, clock: Clock | None = None) -> Starlette:
@@ -152,7 +170,7 @@ class MockApp(Starlette):
             try:
                 await service.start()
             except service.store.unavailable_errors as error:
-                answer = FastJSONResponse(store_unavailable(error).body(), status_code=503)
+                answer = JSONAnswer(store_unavailable(error).body(), status_code=503)
                 await answer(scope, receive, send)
                 return
         scope["app"] = self
@@ -189,17 +207,36 @@ def client_ip(request: Request) -> str | None:
     return client[0] if client else None
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case); if it was sent twice, the last one, as the
+    journal records it. Cheaper than ``request.headers.get``, which builds a ``Headers`` and
+    raises a ``KeyError`` inside for a missing header."""
+    found = None
+    pairs: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for sent, value in pairs:
+        if sent == name:
+            found = value
+    return None if found is None else found.decode("latin-1")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+    """The whole body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = header(request, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return b"".join(chunks)
 
 
@@ -215,7 +252,7 @@ def public_base(request: Request, service: RunbaseService) -> str:
     configured = service.settings.public_url
     if configured:
         return configured.rstrip("/")
-    host = request.headers.get("host")
+    host = header(request, b"host")
     if host is None:
         server_host, port = request.scope.get("server") or ("localhost", 80)
         host = f"{server_host}:{port}"
@@ -224,16 +261,18 @@ def public_base(request: Request, service: RunbaseService) -> str:
 
 async def create_run(request: Request) -> Response:
     service = service_of(request)
-    caller = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    caller = await service.authorize(header(request, b"authorization"), client_ip(request))
+    note_account(request.scope, caller.key.account)
     body = await read_body(request, service.settings.max_body_bytes)
-    created = await service.create_run(caller, body, request.headers.get("x-mock-scenario"))
+    created = await service.create_run(caller, body, header(request, b"x-mock-scenario"))
     headers = {"X-Mock-Warning": created.warning} if created.warning else None
     return json_answer(request, created_view(created.run), headers=headers)
 
 
 async def get_run(request: Request) -> Response:
     service = service_of(request)
-    caller = await service.authorize(request.headers.get("authorization"), client_ip(request))
+    caller = await service.authorize(header(request, b"authorization"), client_ip(request))
+    note_account(request.scope, caller.key.account)
     run = await service.get_run(caller, request.path_params["run_id"])
     base = public_base(request, service)
     view = run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
@@ -301,6 +340,6 @@ def json_answer(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A JSON answer, with its error code and run id noted for the journal."""
-    answer = FastJSONResponse(content, status_code=status_code, headers=headers)
+    answer = JSONAnswer(content, status_code=status_code, headers=headers)
     note_answer(request.scope, content, len(answer.body))
     return answer

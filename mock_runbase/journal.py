@@ -26,6 +26,7 @@ __all__ = [
     "JournalEntry",
     "JournalFilter",
     "JournalMiddleware",
+    "note_account",
     "note_answer",
     "redact",
 ]
@@ -33,6 +34,7 @@ __all__ = [
 MAX_BODY = 64 * 1024
 UNRECORDED_PREFIX = "/_mock"
 ANSWER_FACTS = "mock_runbase.journal"  # scope key: (error code, run id) from note_answer
+ACCOUNT_FACT = "mock_runbase.journal.account"  # scope key: the caller's account, note_account
 NO_FACTS: tuple[None, None] = (None, None)
 NO_PARAMS: dict[str, str] = {}
 
@@ -173,6 +175,12 @@ def note_answer(scope: Scope, content: Any, size: int) -> None:
     )
 
 
+def note_account(scope: Scope, account: str) -> None:
+    """Tell the journal whose request this is, once the handler has authenticated it (else
+    the journal finds the account from the Authorization header itself)."""
+    scope[ACCOUNT_FACT] = account
+
+
 class JournalMiddleware:
     """Records each exchange with ``await record(Exchange)``; never changes the exchange."""
 
@@ -233,7 +241,9 @@ class JournalMiddleware:
                     duration_s,
                     error_code,
                     answer_run_id if path_run_id is None else path_run_id,
-                    self.account_of(authorization(headers)),
+                    scope[ACCOUNT_FACT]
+                    if ACCOUNT_FACT in scope
+                    else self.account_of(authorization(headers)),
                 )
             )
 

@@ -188,6 +188,16 @@ def test_malformed_authorization_is_missing_api_key(mock: Mock, header: str | No
     assert error_of(mock.client.get("/v1/runs/run_x", headers=headers)) == (401, "missing_api_key")
 
 
+def test_an_authorization_sent_twice_counts_as_the_last_one(mock: Mock) -> None:
+    """As the journal records it (a dict of the headers): the run is looked up for that key."""
+    run_id = mock.create(OTHER_KEY).json()["id"]
+    twice = [("Authorization", f"Bearer {KEY}"), ("Authorization", f"Bearer {OTHER_KEY}")]
+    assert mock.client.get(f"/v1/runs/{run_id}", headers=twice).status_code == 200
+    reversed_twice = twice[::-1]
+    answer = mock.client.get(f"/v1/runs/{run_id}", headers=reversed_twice)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "run_not_found")
+
+
 def test_a_key_without_the_sk_prefix_is_invalid(mock: Mock) -> None:
     assert error_of(mock.create(key="pk-live-123")) == (401, "invalid_api_key")
 
