@@ -173,6 +173,7 @@ return target
 class RedisStore:
     unavailable_errors: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
     shared = True
+    list_page = 500  # runs read at a time when a filtered listing pages back through the index
 
     def __init__(
         self,
@@ -323,10 +324,24 @@ class RedisStore:
         run_id = await self.redis.get(self.k("file", file_name))
         return await self.get_run(run_id) if run_id else None
 
-    async def list_runs(self, account: str | None, limit: int) -> list[Run]:
+    async def list_runs(
+        self, account: str | None, limit: int, keep: Callable[[Run], bool] | None = None
+    ) -> list[Run]:
+        """Pages of the index, newest first, until ``limit`` runs are kept. A run created
+        meanwhile moves the older ones down a rank: a page may repeat a run, never skip one."""
         index = self.k("runs") if account is None else self.k("runs", account)
-        ids = await self.redis.zrevrange(index, 0, limit - 1)
-        return [run for run in await self.load_runs(ids) if run is not None]
+        page = limit if keep is None else max(limit, self.list_page)
+        found: dict[str, Run] = {}
+        start = 0
+        while len(found) < limit:
+            ids = await self.redis.zrevrange(index, start, start + page - 1)
+            for run in await self.load_runs(ids):
+                if run is not None and run.id not in found and (keep is None or keep(run)):
+                    found[run.id] = run
+            if len(ids) < page:
+                break
+            start += page
+        return list(found.values())[:limit]
 
     async def ledgers(self, account: str, now_ms: int) -> AccountState:
         await self.settle(account, now_ms)

@@ -19,6 +19,7 @@ bounded; money is never forgotten).
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -122,7 +123,11 @@ class Store(Protocol):
 
     async def get_run_by_file(self, file_name: str) -> Run | None: ...
 
-    async def list_runs(self, account: str | None, limit: int) -> list[Run]: ...
+    async def list_runs(
+        self, account: str | None, limit: int, keep: Callable[[Run], bool] | None = None
+    ) -> list[Run]:
+        """The newest ``limit`` runs (of ``account``; None: of all) that ``keep`` accepts,
+        newest first; reads no further back than it needs to."""
 
     async def ledgers(self, account: str, now_ms: int) -> AccountState: ...
 
@@ -243,10 +248,15 @@ class MemoryStore:
         run_id = self.files.get(file_name)
         return self.runs.get(run_id) if run_id else None
 
-    async def list_runs(self, account: str | None, limit: int) -> list[Run]:
-        newest_first = reversed(self.runs.values())
-        found = [run for run in newest_first if account is None or run.account == account]
-        return found[:limit]
+    async def list_runs(
+        self, account: str | None, limit: int, keep: Callable[[Run], bool] | None = None
+    ) -> list[Run]:
+        found = (
+            run
+            for run in reversed(self.runs.values())
+            if (account is None or run.account == account) and (keep is None or keep(run))
+        )
+        return list(itertools.islice(found, limit))
 
     async def ledgers(self, account: str, now_ms: int) -> AccountState:
         """The account's ledger and its keys' ledgers, refunds settled up to ``now_ms``."""

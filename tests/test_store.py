@@ -219,6 +219,32 @@ def test_runs_are_listed_newest_first_per_account(harness: Harness) -> None:
     assert [run.id for run in only_a] == [made[4].id, made[2].id]
 
 
+@given(
+    outcomes=st.lists(st.sampled_from(["succeeded", "failed"]), max_size=12),
+    limit=st.integers(1, 5),
+)
+@shared_store
+def test_a_filtered_listing_is_the_newest_kept_runs_across_pages(
+    harness: Harness, outcomes: list[str], limit: int
+) -> None:
+    if isinstance(harness.store, RedisStore):
+        harness.store.list_page = 3  # several pages for a dozen runs
+    account = f"acct_{new_token(8)}"
+    made = []
+    for outcome in outcomes:
+        harness.wall_ms += 1
+        run = make_run(account=account, key=f"sk-{account}", outcome=outcome)
+        create(harness, run, balance=100 * COST)
+        made.append(run)
+    failed_newest_first = [run.id for run in reversed(made) if run.outcome == "failed"]
+    listed = harness.run(
+        harness.store.list_runs(account, limit, lambda run: run.outcome == "failed")
+    )
+    assert [run.id for run in listed] == failed_newest_first[:limit]
+    unfiltered = harness.run(harness.store.list_runs(account, limit))
+    assert [run.id for run in unfiltered] == [run.id for run in reversed(made)][:limit]
+
+
 def test_runs_are_forgotten_after_their_ttl_but_their_money_is_not(harness: Harness) -> None:
     harness.store = harness.new_store(run_ttl_ms=60_000)
     old = make_run(outcome="failed", processing_ms=None)  # stuck: never refunded by itself
