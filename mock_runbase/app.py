@@ -129,10 +129,14 @@ def make_store(settings: MockSettings) -> Store:
     if settings.store == "memory":
         return MemoryStore(settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms)
     if settings.store.startswith(("redis://", "rediss://", "unix://")):
-        from mock_runbase.redis_store import RedisStore
+        from mock_runbase.redis_store import DEFAULT_PREFIX, RedisStore
 
         return RedisStore(
-            settings.store, settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms
+            settings.store,
+            settings.rate_limit,
+            settings.journal_size,
+            run_ttl_ms=ttl_ms,
+            prefix=f"{settings.store_prefix}:" if settings.store_prefix else DEFAULT_PREFIX,
         )
     raise ValueError(f"--store {settings.store!r}: expected memory or redis://host:port/db")
 

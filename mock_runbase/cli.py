@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,13 +30,14 @@ ENV_PREFIX = "MOCK_RUNBASE_"
 
 
 def env_default(name: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
-    raw = os.environ.get(ENV_PREFIX + name.upper().replace("-", "_"))
+    variable = ENV_PREFIX + name.upper().replace("-", "_")
+    raw = os.environ.get(variable)
     if raw is None:
         return default
     try:
         return parse(raw)
-    except ValueError as error:
-        raise SystemExit(f"mock-runbase: {ENV_PREFIX}{name.upper()}={raw!r}: {error}") from None
+    except (ValueError, argparse.ArgumentTypeError) as error:
+        raise SystemExit(f"mock-runbase: {variable}={raw!r}: {error}") from None
 
 
 def flag(raw: str) -> bool:
@@ -44,6 +46,16 @@ def flag(raw: str) -> bool:
     if raw.strip().lower() in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("expected true or false")
+
+
+def store_prefix(raw: str) -> str:
+    """A Redis key namespace: letters, digits, ``_ . -``; the store adds the ``:``. Nothing a
+    key pattern would read as a wildcard, so a reset scans only this mock's keys."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", raw):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r}: letters, digits, _ . - (up to 64, starting with a letter or digit)"
+        )
+    return raw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env_default("store", "memory"),
         help="where state lives: memory (one process, the default) or redis://host:port/db "
         "(shared by every worker and replica)",
+    )
+    add(
+        "--store-prefix",
+        type=store_prefix,
+        default=env_default("store-prefix", None, store_prefix),
+        help="Redis key namespace (default mock-runbase): several mocks in one Redis database",
     )
     add(
         "--workers",
@@ -188,6 +206,7 @@ def settings_from(args: argparse.Namespace) -> MockSettings:
         admin_token=args.admin_token,
         journal_size=args.journal_size,
         store=args.store,
+        store_prefix=args.store_prefix,
         run_ttl_s=args.run_ttl,
     )
 

@@ -27,4 +27,5 @@ class MockSettings:
     admin_token: str | None = None  # when set, every /_mock call must send it
     journal_size: int = 1000
     store: str = "memory"  # or redis://host:port/db, shared by every worker and replica
+    store_prefix: str | None = None  # Redis key namespace (None: the store's own default)
     run_ttl_s: float = 24 * 3600  # runs are forgotten this long after they were created

@@ -475,3 +475,38 @@ def test_the_store_settings_reach_the_redis_store(redis_server: RedisServer) -> 
     assert isinstance(store, RedisStore) and store.run_ttl_ms == 90_000
     with pytest.raises(ValueError, match="redis://"):
         create_app(MockSettings(store="postgres://nope"))
+
+
+def test_mocks_with_their_own_prefix_share_a_database_apart(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from mock_runbase.app import create_app
+    from mock_runbase.cli import build_parser, settings_from
+    from mock_runbase.settings import MockSettings
+
+    def settings(*flags: str) -> MockSettings:
+        return settings_from(
+            build_parser().parse_args(["serve", "--store", redis_server.url, *flags])
+        )
+
+    assert settings().store_prefix is None
+    assert settings("--store-prefix", "ci-a").store_prefix == "ci-a"
+    monkeypatch.setenv("MOCK_RUNBASE_STORE_PREFIX", "a*")
+    with pytest.raises(SystemExit, match="MOCK_RUNBASE_STORE_PREFIX='a\\*'"):
+        settings()  # a pattern character would let a reset reach another mock's keys
+    monkeypatch.delenv("MOCK_RUNBASE_STORE_PREFIX")
+
+    redis_server.flush()
+    auth = {"Authorization": "Bearer sk-test-alice"}
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "a lighthouse"}}
+    apps = [create_app(settings("--store-prefix", name)) for name in ("ci-a", "ci-b")]
+    with TestClient(apps[0]) as first, TestClient(apps[1]) as second:
+        run_id = first.post("/v1/runs", json=body, headers=auth).json()["id"]
+        other_id = second.post("/v1/runs", json=body, headers=auth).json()["id"]
+        assert second.get(f"/v1/runs/{run_id}", headers=auth).status_code == 404
+        assert first.post("/_mock/reset").status_code == 200
+        assert first.get(f"/v1/runs/{run_id}", headers=auth).status_code == 404
+        assert second.get(f"/v1/runs/{other_id}", headers=auth).status_code == 200
+        assert second.get("/_mock/account", headers=auth).json()["spentUsd"] > 0
