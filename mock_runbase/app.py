@@ -27,7 +27,7 @@ from mock_runbase.control import AdminTokenMiddleware, control_routes, service_o
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
-from mock_runbase.journal import JournalMiddleware, note_account, note_answer
+from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
 from mock_runbase.runs import created_view, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -212,15 +212,10 @@ def client_ip(request: Request) -> str | None:
 
 
 def header(request: Request, name: bytes) -> str | None:
-    """The value of header ``name`` (lower case); if it was sent twice, the last one, as the
-    journal records it. Cheaper than ``request.headers.get``, which builds a ``Headers`` and
-    raises a ``KeyError`` inside for a missing header."""
-    found = None
-    pairs: list[tuple[bytes, bytes]] = request.scope["headers"]
-    for sent, value in pairs:
-        if sent == name:
-            found = value
-    return None if found is None else found.decode("latin-1")
+    """Header ``name`` (lower case) as the journal records it: if sent twice, the last one.
+    Cheaper than ``request.headers.get``, which builds a ``Headers`` and raises a ``KeyError``
+    inside for a missing header."""
+    return last_header(request.scope["headers"], name)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

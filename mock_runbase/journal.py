@@ -26,6 +26,7 @@ __all__ = [
     "JournalEntry",
     "JournalFilter",
     "JournalMiddleware",
+    "last_header",
     "note_account",
     "note_answer",
     "redact",
@@ -243,15 +244,16 @@ class JournalMiddleware:
                     answer_run_id if path_run_id is None else path_run_id,
                     scope[ACCOUNT_FACT]
                     if ACCOUNT_FACT in scope
-                    else self.account_of(authorization(headers)),
+                    else self.account_of(last_header(headers, b"authorization")),
                 )
             )
 
 
-def authorization(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The last Authorization header (a journal entry's headers are a dict: the last wins)."""
+def last_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The value of header ``name`` (lower case) in ASGI scope headers; if it was sent twice,
+    the last one (a journal entry's headers are a dict: the last wins)."""
     found = None
-    for name, value in headers:
-        if name == b"authorization":
+    for sent, value in headers:
+        if sent == name:
             found = value
     return None if found is None else found.decode("latin-1")
