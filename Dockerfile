@@ -12,7 +12,7 @@
 # (and MOCK_RUNBASE_WORKERS=N for N uvicorn workers in one container); see docker-compose.yml.
 # The host and port are set by CMD (a flag wins over its variable); the HEALTHCHECK expects 8080.
 
-# Stage 1: build the project's wheel (the spec is packaged inside it).
+# Stage 1: build the project's wheel (the spec and the contract suite are packaged inside it).
 FROM python:3.11-slim-bookworm AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,6 +21,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md openapi.yaml ./
 COPY mock_runbase/ ./mock_runbase/
+COPY contracts/ ./contracts/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # Stage 2: the runtime, the wheel and its dependencies only, run by a non-root user.

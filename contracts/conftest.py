@@ -20,14 +20,13 @@ from hypothesis.vendor import pretty
 
 from . import registry, report
 from .facts import use_spec
+from .options import Options, options
 from .registry import CONTRACTS, RESULTS, ContractViolation, Failure
 from .session import (
     PROFILES,
-    Options,
     built_target,
     close_target,
     current_target,
-    options,
     settings_for,
     use_options,
 )

@@ -1,4 +1,4 @@
-"""The suite's options and the one ``Target`` of a run, built from them.
+"""The one ``Target`` of a run, built from the suite's options, and its hypothesis settings.
 
 (nothing)            the in-process mock: create_app() on a virtual clock, no network
 --app MODULE:ATTR    another ASGI app in process (an app, or a function that returns one)
@@ -9,27 +9,23 @@
 from __future__ import annotations
 
 import importlib
-import os
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
 
 from .facts import facts
+from .options import Options, choose, options
 from .registry import Contract
 from .spend import MICRO, Ledger
 from .target import Keys, Target
 
 __all__ = [
     "PROFILES",
-    "Options",
     "build_target",
     "close_target",
     "current_target",
-    "options",
     "settings_for",
     "use_options",
 ]
@@ -43,37 +39,12 @@ IN_PROCESS_CURL = (
 )
 
 
-@dataclass(frozen=True)
-class Options:
-    base_url: str | None = None
-    app: str | None = None
-    live: bool = False
-    api_key: str | None = None
-    other_api_key: str | None = None
-    max_spend_usd: float = 0.5
-    checks: tuple[str, ...] = ()
-    profile: str = "default"
-    admin_token: str | None = None
-    run_timeout: float = 120.0
-    ci: bool = field(default_factory=lambda: bool(os.environ.get("CI")))
-
-    @property
-    def problem(self) -> str | None:
-        """Why this run cannot go ahead (every contract is skipped with it), or None."""
-        if self.live and not self.api_key:
-            return "--live needs RUNBASE_API_KEY (the real API's key): nothing was sent"
-        host = urlsplit(self.base_url or "").hostname
-        if not self.live and host in facts().real_hosts:
-            return f"{self.base_url} is the real Runbase API: add --live (spend-capped) to use it"
-        return None
-
-
-_OPTIONS: list[Options] = [Options()]
 _TARGET: list[Target] = []
 
 
 def use_options(chosen: Options) -> None:
-    _OPTIONS[0] = chosen
+    """Run with ``chosen``: the target of earlier options, if built, is closed."""
+    choose(chosen)
     close_target()
 
 
@@ -91,10 +62,6 @@ def built_target() -> Target | None:
 def close_target() -> None:
     while _TARGET:
         _TARGET.pop().close()
-
-
-def options() -> Options:
-    return _OPTIONS[0]
 
 
 def settings_for(contract: Contract) -> hypothesis_settings:

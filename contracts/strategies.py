@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from mock_runbase.catalog import Model, resolve_ref
 
 from .facts import facts
-from .session import options
+from .options import options
 
 __all__ = [
     "Breaker",

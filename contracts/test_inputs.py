@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from . import expect
 from .facts import facts
+from .options import options
 from .registry import contract
-from .session import options
 from .strategies import BREAKERS, Breaker, run_ids, valid_bodies, with_every_combination
 from .target import Target
 

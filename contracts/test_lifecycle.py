@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from . import expect
 from .facts import facts
+from .options import options
 from .registry import contract, note, violation
-from .session import options
 from .strategies import valid_bodies, with_every_combination
 from .target import Exchange, Target
 

@@ -17,8 +17,9 @@ from schemathesis import GenerationMode
 
 from . import registry
 from .facts import facts
+from .options import options
 from .registry import contract
-from .session import current_target, options, settings_for
+from .session import current_target, settings_for
 from .target import Target
 
 SCHEMA = schemathesis.openapi.from_path(facts().spec.path).include(tag="runs")

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 import orjson
 
-from mock_runbase.journal import redact
+from mock_runbase.journal_records import redact
 
 __all__ = ["FORMAT", "Cassette", "CassetteWriter", "Recorded", "decode_body", "encode_body"]
 

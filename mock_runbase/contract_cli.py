@@ -1,9 +1,10 @@
 """``mock-runbase contract``: run the contract suite shipped in the package against a target.
 
-The suite is the ``contracts`` package next to ``mock_runbase`` (the source tree's
-``contracts/``, installed by the wheel). It runs under pytest with its own settings only
-(``-c`` an empty file), so the configuration of the project it is run from cannot change
-what it checks. It needs the ``contract`` extra: ``pip install 'mock-runbase[contract]'``.
+The suite is the source tree's top-level ``contracts/``; the wheel ships it inside the package,
+as ``mock_runbase/contracts/`` (never as a top-level ``contracts``, another project's name on
+PyPI). It runs under pytest with its own settings only (``-c`` an empty file), so the
+configuration of the project it is run from cannot change what it checks. It needs the
+``contract`` extra: ``pip install 'mock-runbase[contract]'``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import metadata
+import tomllib
 from pathlib import Path
 
 __all__ = ["run", "suite_path"]
 
 DISTRIBUTION = "mock-runbase"
+SUITE = "contracts"
 NO_TESTS_COLLECTED = 5
 EXTRA_HINT = "mock-runbase contract needs its extra: pip install 'mock-runbase[contract]'"
 PASSED_THROUGH = {  # option of `mock-runbase contract` -> option of the suite
@@ -34,15 +36,25 @@ PASSED_THROUGH = {  # option of `mock-runbase contract` -> option of the suite
 
 
 def suite_path() -> Path:
-    """This distribution's own suite: beside the package (a checkout, or an install), else
-    wherever its RECORD put it; never some other distribution's ``contracts``."""
-    beside = Path(__file__).resolve().parent.parent / "contracts"
-    if (beside / "conftest.py").is_file():
-        return beside
-    for file in metadata.files(DISTRIBUTION) or []:
-        if file.as_posix() == "contracts/conftest.py":
-            return Path(str(file.locate())).parent
+    """This distribution's own suite: ``mock_runbase/contracts`` in an installed wheel, else the
+    ``contracts/`` of the source tree this package is imported from (a checkout, an editable
+    install). Never some other distribution's ``contracts``: a folder beside the package counts
+    only when that folder's parent is this project's source tree."""
+    package = Path(__file__).resolve().parent
+    if (package / SUITE / "conftest.py").is_file():
+        return package / SUITE
+    if is_source_tree(package.parent) and (package.parent / SUITE / "conftest.py").is_file():
+        return package.parent / SUITE
     raise FileNotFoundError(f"{DISTRIBUTION} was installed without its contract suite")
+
+
+def is_source_tree(root: Path) -> bool:
+    """Whether ``root`` is a checkout of this project: its ``pyproject.toml`` names it."""
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(project, dict) and project.get("name") == DISTRIBUTION
 
 
 def pytest_arguments(args: argparse.Namespace) -> list[str]:

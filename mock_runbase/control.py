@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mock_runbase.catalog import resolve_ref
 from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
-from mock_runbase.journal import JournalFilter
+from mock_runbase.journal_records import JournalFilter
 from mock_runbase.runs import run_view, status_at
 from mock_runbase.scenarios import describe
 

@@ -32,7 +32,7 @@ from mock_runbase.clock import format_ms
 from mock_runbase.control import service_of
 from mock_runbase.errors import RunbaseError
 from mock_runbase.images import ImageCache
-from mock_runbase.journal import JournalEntry, JournalFilter
+from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.runs import Run, completed_ms, status_at
 
 if TYPE_CHECKING:

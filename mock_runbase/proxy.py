@@ -28,7 +28,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mock_runbase.cassette import CassetteWriter, Recorded
 from mock_runbase.conformance import Judge, Violation, Watch
 from mock_runbase.errors import error_body
-from mock_runbase.journal import redact
+from mock_runbase.journal_records import redact
 from mock_runbase.spec import Spec, load_spec
 
 __all__ = ["REPORT_PATH", "Proxy", "Report"]

@@ -49,7 +49,7 @@ from mock_runbase.accounts import (
     with_overrides,
 )
 from mock_runbase.clock import parse_timestamp
-from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
+from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import RateLimit
 from mock_runbase.rules import Rule, RuleContext, rule_from_body
 from mock_runbase.runs import Run, new_token

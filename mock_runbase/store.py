@@ -37,7 +37,7 @@ from mock_runbase.accounts import (
     with_overrides,
 )
 from mock_runbase.clock import SettableClock, VirtualClock
-from mock_runbase.journal import Exchange, JournalEntry, JournalFilter
+from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import Run, completed_ms

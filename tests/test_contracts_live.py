@@ -13,7 +13,7 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.facts import facts, prices
-from contracts.session import Options
+from contracts.options import Options
 from contracts.spend import MICRO, Ledger, SpendCapReached
 from mock_runbase.app import create_app
 from mock_runbase.errors import error_body

@@ -335,7 +335,7 @@ def test_copied_sources_exist_and_are_not_dockerignored(
 ) -> None:
     sources = copy_sources(instructions)
     assert sorted(s.rstrip("/") for s in sources) == sorted(
-        ["pyproject.toml", "README.md", "openapi.yaml", "mock_runbase"]
+        ["pyproject.toml", "README.md", "openapi.yaml", "mock_runbase", "contracts"]
     )
     for source in sources:
         path = ROOT / source
@@ -392,6 +392,7 @@ def test_the_build_stage_makes_a_wheel_from_the_copied_files_alone(
         assert archive.read("mock_runbase/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "mock-runbase = mock_runbase.cli:main" in archive.read(entry_points).decode()
+    assert "mock_runbase/contracts/conftest.py" in names  # `mock-runbase contract` in the image
     assert not any("__pycache__" in name for name in names)
 
 

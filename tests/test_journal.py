@@ -9,7 +9,8 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import VirtualClock
-from mock_runbase.journal import MAX_BODY, Exchange, JournalFilter, JournalMiddleware, note_answer
+from mock_runbase.journal import MAX_BODY, JournalMiddleware, note_answer
+from mock_runbase.journal_records import Exchange, JournalFilter
 from mock_runbase.store import MemoryStore
 from tests.conftest import KEY, OTHER_KEY, Mock
 

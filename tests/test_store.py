@@ -21,7 +21,7 @@ from mock_runbase.accounts import (
     KeySettings,
 )
 from mock_runbase.errors import RunbaseError
-from mock_runbase.journal import JournalEntry, JournalFilter
+from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.redis_store import RedisStore
 from mock_runbase.rules import RuleContext, fires_at, rule_from_body
