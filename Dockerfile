@@ -19,7 +19,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-COPY pyproject.toml README.md openapi.yaml ./
+COPY pyproject.toml README.md openapi.yaml mock-openapi.yaml ./
 COPY mock_runbase/ ./mock_runbase/
 COPY contracts/ ./contracts/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

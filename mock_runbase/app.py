@@ -24,7 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
+from mock_runbase.control_spec import load_control_spec
 from mock_runbase.dashboard import dashboard_routes
+from mock_runbase.docs import docs_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
 from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
@@ -69,9 +71,12 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
     spec = load_spec(settings.spec)
+    control = load_control_spec(spec)
     store = make_store(settings)
     clock = clock or make_clock(settings, store)
-    service = RunbaseService(spec=spec, settings=settings, clock=clock, store=store)
+    service = RunbaseService(
+        spec=spec, control=control, settings=settings, clock=clock, store=store
+    )
     routes: list[BaseRoute] = []
     for prefix in API_PREFIXES:
         routes.append(Route(f"{prefix}/runs", create_run, methods=["POST"]))
@@ -80,8 +85,9 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         Route(f"{FILES_PATH}/{{name:str}}", get_file, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.yaml", openapi_document, methods=["GET"]),
-        *control_routes(spec),
-        *dashboard_routes(spec),
+        *control_routes(control),
+        *dashboard_routes(control),
+        *docs_routes(control),
     ]
     exception_handlers: dict[Any, Any] = {
         RunbaseError: render_runbase_error,

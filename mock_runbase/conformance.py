@@ -114,8 +114,10 @@ def operations(spec: Spec, tag: str = RUNS_TAG) -> list[OperationSpec]:
 
 
 def error_codes(document: Mapping[str, Any], schema: Mapping[str, Any]) -> Iterator[str]:
-    """Codes named by ``error.code``'s ``enum``/``const`` anywhere in an error schema."""
-    schema = resolve_ref(document, schema)
+    """Codes named by ``error.code``'s ``enum``/``const`` anywhere in an error schema (beside
+    its ``$ref``, where a response narrows the shared error body, or in its ``allOf``)."""
+    if "$ref" in schema:
+        yield from error_codes(document, resolve_ref(document, {"$ref": schema["$ref"]}))
     for part in schema.get("allOf", []):
         yield from error_codes(document, part)
     code = schema.get("properties", {}).get("error", {}).get("properties", {}).get("code", {})

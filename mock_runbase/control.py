@@ -1,7 +1,8 @@
 """The mock's own control API under ``/_mock`` (not part of Runbase).
 
-Bodies are validated against the ``Mock*`` schemas of ``openapi.yaml``. Calls are scoped to
-one account by ``?account=NAME`` or by the caller's own ``Authorization: Bearer sk-...``:
+Bodies and queries are validated against the mock's own document, ``mock-openapi.yaml``.
+Calls are scoped to one account by ``?account=NAME`` or by the caller's own
+``Authorization: Bearer sk-...``:
 a scoped call sees and changes only that account's runs, journal, rules and money, so
 pipelines sharing one mock cannot disturb each other. Without a scope a call is global.
 With ``--admin-token``, every ``/_mock`` call must send ``X-Mock-Admin-Token``.
@@ -10,7 +11,6 @@ With ``--admin-token``, every ``/_mock`` call must send ``X-Mock-Admin-Token``.
 from __future__ import annotations
 
 import hmac
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -21,7 +21,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_runbase.catalog import resolve_ref
 from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal_records import JournalFilter
@@ -29,13 +28,12 @@ from mock_runbase.runs import run_view, status_at
 from mock_runbase.scenarios import describe
 
 if TYPE_CHECKING:
+    from mock_runbase.control_spec import ControlSpec
     from mock_runbase.service import RunbaseService
-    from mock_runbase.spec import Spec
 
 __all__ = ["AdminTokenMiddleware", "control_routes", "service_of"]
 
 PREFIX = "/_mock"
-INTEGER = re.compile(r"-?\d+")
 ADMIN_HEADER = "x-mock-admin-token"
 UI_PAGE = f"{PREFIX}/ui"
 BODY_SCHEMAS = {
@@ -73,25 +71,13 @@ class AdminTokenMiddleware:
         await json(body, 401)(scope, receive, send)
 
 
-def control_routes(spec: Spec) -> list[BaseRoute]:
-    validators = {name: spec.compile(pointer) for name, pointer in BODY_SCHEMAS.items()}
-    query_checks = query_validators(spec)
+def control_routes(control: ControlSpec) -> list[BaseRoute]:
+    validators = {name: control.compile(pointer) for name, pointer in BODY_SCHEMAS.items()}
 
     def query_of(request: Request) -> dict[str, Any]:
         """The query string, typed and validated against the operation's parameters."""
         template = request.scope["route"].path.replace(":str}", "}")
-        declared, validator = query_checks[(template, request.method.lower())]
-        values: dict[str, Any] = {}
-        for name, value in request.query_params.multi_items():
-            if name in values:
-                raise RunbaseError(400, "invalid_request", f"{name}: given more than once")
-            kind = declared.get(name, {}).get("type")
-            values[name] = as_integer(value) if kind == "integer" else value
-        errors = list(validator.iter_errors(values))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].instance_path) or "query"
-            raise RunbaseError(400, "invalid_request", f"{where}: {errors[0].message}")
-        return values
+        return control.query(template, request.method).parse(request.query_params.multi_items())
 
     async def body_of(request: Request, schema: str) -> dict[str, Any]:
         try:
@@ -213,7 +199,15 @@ def control_routes(spec: Spec) -> list[BaseRoute]:
         base = f"{request.url.scheme}://{request.url.netloc}"
         return json(mock_run_view(run, await service.now(), base))
 
+    async def document_yaml(request: Request) -> Response:
+        return Response(control.yaml_text, media_type="application/yaml")
+
+    async def document_json(request: Request) -> Response:
+        return Response(control.json_bytes, media_type="application/json")
+
     return [
+        Route(f"{PREFIX}/openapi.yaml", document_yaml, methods=["GET"]),
+        Route(f"{PREFIX}/openapi.json", document_json, methods=["GET"]),
         Route(f"{PREFIX}/account", account, methods=["GET"]),
         Route(f"{PREFIX}/accounts", list_accounts, methods=["GET"]),
         route(f"{PREFIX}/accounts/{{account:str}}", GET=get_account, PUT=put_account),
@@ -237,37 +231,6 @@ def route(path: str, **handlers: Handler) -> Route:
         return await handlers[request.method if request.method != "HEAD" else "GET"](request)
 
     return Route(path, dispatch, methods=list(handlers))
-
-
-def as_integer(text: str) -> int | str:
-    """The integer a query value spells, else the text itself (which then fails validation)."""
-    if not INTEGER.fullmatch(text):
-        return text
-    try:
-        return int(text)
-    except ValueError:  # more digits than Python converts
-        return text
-
-
-def query_validators(spec: Spec) -> dict[tuple[str, str], tuple[dict[str, Any], Any]]:
-    """(path, method) -> (declared query parameter schemas, a validator of the query object)."""
-    checks = {}
-    for path, item in spec.document["paths"].items():
-        if not path.startswith(PREFIX):
-            continue
-        for method, operation in item.items():
-            if not isinstance(operation, dict) or "responses" not in operation:
-                continue
-            params = [resolve_ref(spec.document, p) for p in item.get("parameters", [])]
-            params += [resolve_ref(spec.document, p) for p in operation.get("parameters", [])]
-            declared = {
-                p["name"]: resolve_ref(spec.document, p["schema"])
-                for p in params
-                if p["in"] == "query"
-            }
-            schema = {"type": "object", "properties": declared}
-            checks[(path, method)] = (declared, spec.compile_schema(schema))
-    return checks
 
 
 def service_of(request: Request) -> RunbaseService:

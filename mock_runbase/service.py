@@ -23,6 +23,7 @@ from mock_runbase.accounts import (
     parse_key,
 )
 from mock_runbase.clock import Clock, SettableClock, format_ms
+from mock_runbase.control_spec import ControlSpec
 from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.images import ImageCache, render_png
 from mock_runbase.ratelimit import retry_after_header
@@ -69,8 +70,17 @@ class Created:
 
 
 class RunbaseService:
-    def __init__(self, *, spec: Spec, settings: MockSettings, clock: Clock, store: Store) -> None:
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        control: ControlSpec,
+        settings: MockSettings,
+        clock: Clock,
+        store: Store,
+    ) -> None:
         self.spec = spec
+        self.control = control
         self.clock = clock
         self.store = store
         self.settings = settings
@@ -91,7 +101,7 @@ class RunbaseService:
     def checked_config_rules(self) -> list[dict[str, Any]]:
         """The config file's ``rules``, each valid as a ``MockRuleInput``, else ConfigError."""
         rules = self.config.get("rules") or []
-        validator = self.spec.compile("#/components/schemas/MockRuleInput")
+        validator = self.control.compile("#/components/schemas/MockRuleInput")
         for index, rule in enumerate(rules):
             problem = next(iter(validator.iter_errors(rule)), None)
             if problem is not None:
@@ -274,7 +284,7 @@ class RunbaseService:
         ledger = (await self.store.ledgers(account, await self.clock.now())).ledger
         starting = (await self.directory()).account(account).starting_balance_usd
         if "balanceUsd" in body:
-            starting = body["balanceUsd"] + ledger.net_spent
+            starting = int(body["balanceUsd"]) + ledger.net_spent
         keys = None
         if "keys" in body:
             try:

@@ -21,7 +21,14 @@ import yaml
 
 from mock_runbase.catalog import Catalog
 
-__all__ = ["Spec", "default_spec_path", "load_spec"]
+__all__ = [
+    "Spec",
+    "compile_pointer",
+    "compile_schema",
+    "default_spec_path",
+    "load_spec",
+    "packaged_file",
+]
 
 log = logging.getLogger("mock_runbase.spec")
 
@@ -30,10 +37,16 @@ ENVELOPE_POINTER = "#/components/schemas/RunEnvelope"
 
 
 def default_spec_path() -> Path:
-    packaged = resources.files("mock_runbase").joinpath(SPEC_FILE)
+    return packaged_file(SPEC_FILE)
+
+
+def packaged_file(name: str) -> Path:
+    """A document shipped inside the wheel (``mock_runbase/<name>``), else, in a source
+    checkout, the one at the top of the repository."""
+    packaged = resources.files("mock_runbase").joinpath(name)
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / SPEC_FILE
+    return Path(__file__).resolve().parent.parent / name
 
 
 def data_uri_size(uri: str) -> int | None:
@@ -91,8 +104,13 @@ class Spec:
 
     def compile_schema(self, schema: dict[str, Any]) -> Any:
         """A validator for a schema whose ``$ref``s point into this document's components."""
-        root = {**schema, "components": self.document["components"]}
-        return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
+        return compile_schema(self.document, schema)
+
+
+def compile_schema(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """A validator for a schema whose ``$ref``s point into ``document``'s components."""
+    root = {**schema, "components": document["components"]}
+    return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
 
 
 def compile_pointer(document: dict[str, Any], pointer: str) -> Any:

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +26,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests import served
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
 GPT = "openai/gpt-image-2"
@@ -75,41 +72,12 @@ pytestmark = pytest.mark.skipif(
 # --- the mock, in its own process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Server:
+class Server(served.Server):
     """``mock-runbase serve`` on a free loopback port, and an HTTP client of it."""
 
     def __init__(self, *args: str) -> None:
-        script = shutil.which("mock-runbase", path=str(Path(sys.executable).parent))
-        command = [script] if script else [sys.executable, "-m", "mock_runbase"]
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [*command, "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        super().__init__(*args)
         self.http = httpx.Client(base_url=self.base, timeout=10)
-        self.wait_healthy()
-
-    def wait_healthy(self, timeout: float = 20) -> None:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.02)  # waiting for a process to bind its port, not for mock time
-        raise TimeoutError("server did not become healthy")
 
     def create(self, prompt: str, scenario: str | None = None, **input_fields: Any) -> str:
         headers = {"Authorization": f"Bearer {KEY}"}
@@ -125,10 +93,9 @@ class Server:
         now: str = self.http.get("/_mock/clock").json()["now"]
         return datetime.fromisoformat(now)
 
-    def stop(self) -> None:
+    def stop(self) -> tuple[int, str]:
         self.http.close()
-        self.process.send_signal(signal.SIGINT)
-        self.process.communicate(timeout=10)
+        return super().stop()
 
 
 @pytest.fixture(scope="module")
@@ -397,15 +364,25 @@ def test_dashboard_with_a_few_runs(page: Page) -> None:
 def test_docs_render_offline_from_the_bundled_swagger_ui(page: Page) -> None:
     page.open("/docs")
     page.until(
-        "Swagger UI lists the operations",
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 20,
+        "Swagger UI lists Runbase's two operations",
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) == 2,
     )
     assert "Runbase runs API" in page.text(".info .title")
     servers = page.text(".servers select")
     assert servers.splitlines()[0].startswith(f"{page.server.base}/v1")
+    page.screenshot("docs.png")
+    # The top bar's selector switches to the mock's own API.
+    Select(page.find(".topbar select")).select_by_visible_text(
+        "mock-runbase's own API (mock-openapi.yaml)"
+    )
+    page.until(
+        "Swagger UI lists the mock's own operations",
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 25,
+    )
+    assert "mock-runbase's own API" in page.text(".info .title")
+    assert page.text(".servers select").splitlines()[0].startswith(page.server.base)
     severe = [e for e in page.driver.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == []  # nothing failed to load: no CDN, no online validator
-    page.screenshot("docs.png")
 
 
 def usd(micro: int) -> str:

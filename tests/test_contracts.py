@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.served import Server, serve_command
 from tests.test_contracts_broken import QUIET, ROOT
-from tests.test_e2e import Server, serve_command
 
 REQUIRED = {  # the properties issue #6 lists, and the control API's
     "valid_input_is_accepted_pending_at_catalog_price",

@@ -415,10 +415,10 @@ def test_scenarios_are_listed_with_descriptions(mock: Mock) -> None:
 
 
 def test_spec_rule_enum_lists_every_registered_scenario() -> None:
+    from mock_runbase.control_spec import load_control_spec
     from mock_runbase.scenarios import SCENARIOS
-    from mock_runbase.spec import load_spec
 
-    document = load_spec().document
+    document = load_control_spec().document
     enum = document["components"]["schemas"]["MockRuleInput"]["properties"]["effect"]["properties"][
         "scenario"
     ]["enum"]

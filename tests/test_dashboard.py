@@ -1,4 +1,4 @@
-"""The dashboard's page and data endpoints (``/_mock/ui``) and the API docs (``/docs``)."""
+"""The dashboard's page and data endpoints (``/_mock/ui``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 from PIL import Image
 
 from mock_runbase.clock import parse_timestamp
-from mock_runbase.dashboard import swagger_ui_dir
-from mock_runbase.spec import load_spec
 from tests.conftest import KEY, OTHER_KEY, Mock, MockFactory
 from tests.test_app import error_of
 
@@ -234,46 +232,3 @@ def test_a_browser_opens_the_page_with_the_token_in_its_url(make_mock: MockFacto
     assert mock.client.get("/_mock/ui", params={"token": "s3cret"}).status_code == 200
     assert mock.client.get("/_mock/ui", params={"token": "wrong"}).status_code == 401
     assert mock.client.get("/_mock/rules", params={"token": "s3cret"}).status_code == 401
-
-
-# --- docs -----------------------------------------------------------------------------------
-
-
-def test_docs_page_loads_swagger_ui_from_this_server_only(mock: Mock) -> None:
-    page = mock.client.get("/docs")
-    assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
-    sources = re.findall(r"(?:src|href)=\"([^\"]+)\"", page.text)
-    assert sorted(sources) == [
-        "/docs/assets/docs.js",
-        "/docs/assets/swagger-ui-bundle.js",
-        "/docs/assets/swagger-ui.css",
-        "data:,",
-    ]
-    for source in [s for s in sources if s.startswith("/")]:
-        asset = mock.client.get(source)
-        assert asset.status_code == 200, source
-        kind = "text/css" if source.endswith(".css") else "text/javascript"
-        assert asset.headers["content-type"].startswith(kind)
-    script = mock.client.get("/docs/assets/docs.js").text
-    assert "validatorUrl: null" in script  # Swagger UI would otherwise call an online validator
-
-
-def test_docs_assets_are_swagger_ui_5_from_the_installed_package(mock: Mock) -> None:
-    directory = swagger_ui_dir()
-    assert int(directory.name.removeprefix("swagger-ui-").split(".")[0]) >= 5  # reads 3.1
-    served = mock.client.get("/docs/assets/swagger-ui-bundle.js").content
-    assert served == (directory / "swagger-ui-bundle.js").read_bytes()
-    assert error_of(mock.client.get("/docs/assets/nope.js")) == (404, "not_found")
-
-
-def test_docs_spec_names_this_mock_first(mock: Mock) -> None:
-    document = mock.client.get("/docs/openapi.json").json()
-    assert document["paths"].keys() == load_spec().document["paths"].keys()
-    assert document["servers"][0]["url"] == "http://mock.test/v1"
-    assert {s["url"] for s in document["servers"][1:]} == {
-        "https://api.runbase.net/v1",
-        "https://runbase.net/api/v1",
-    }
-    assert document["paths"]["/_mock/rules"]["servers"] == [{"url": "http://mock.test"}]
-    assert not re.search(r"localhost:8080", str(document["servers"]))

@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import yaml
 
 from mock_runbase.cli import ENV_PREFIX, build_parser
 from tests.redis_server import RedisServer
+from tests.served import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -191,13 +191,6 @@ def dockerignore() -> DockerIgnore:
 # --- a local stand-in for the container ----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def local_executable(name: str) -> str:
     """The image's executable, from this virtualenv (``python`` is this interpreter)."""
     if name == "python":
@@ -335,7 +328,14 @@ def test_copied_sources_exist_and_are_not_dockerignored(
 ) -> None:
     sources = copy_sources(instructions)
     assert sorted(s.rstrip("/") for s in sources) == sorted(
-        ["pyproject.toml", "README.md", "openapi.yaml", "mock_runbase", "contracts"]
+        [
+            "pyproject.toml",
+            "README.md",
+            "openapi.yaml",
+            "mock-openapi.yaml",
+            "mock_runbase",
+            "contracts",
+        ]
     )
     for source in sources:
         path = ROOT / source
@@ -389,7 +389,8 @@ def test_the_build_stage_makes_a_wheel_from_the_copied_files_alone(
     [wheel] = out.glob("mock_runbase-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert archive.read("mock_runbase/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
+        for document in ("openapi.yaml", "mock-openapi.yaml"):
+            assert archive.read(f"mock_runbase/{document}") == (ROOT / document).read_bytes()
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "mock-runbase = mock_runbase.cli:main" in archive.read(entry_points).decode()
     assert "mock_runbase/contracts/conftest.py" in names  # `mock-runbase contract` in the image

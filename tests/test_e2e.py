@@ -4,68 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
 from tests.clients.retry_client import RunbaseClient
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def serve_command() -> list[str]:
-    script = shutil.which("mock-runbase", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "mock_runbase"]
-
-
-class Server:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [*serve_command(), "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.started = time.monotonic()
-        self.healthy_after = self.wait_healthy()
-
-    def wait_healthy(self, timeout: float = 20) -> float:
-        while time.monotonic() - self.started < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return time.monotonic() - self.started
-            except httpx.TransportError:
-                time.sleep(0.02)  # waiting for a process to bind its port, not for mock time
-        raise TimeoutError("server did not become healthy")
-
-    def advance(self, seconds: float) -> None:
-        response = httpx.post(f"{self.base}/_mock/clock/advance", json={"seconds": seconds})
-        assert response.status_code == 200, response.text
-
-    def stop(self) -> tuple[int, str]:
-        self.process.send_signal(signal.SIGINT)
-        output, _ = self.process.communicate(timeout=10)
-        return self.process.returncode, output
+from tests.served import Server
 
 
 @pytest.fixture(scope="module")

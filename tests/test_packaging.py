@@ -29,9 +29,10 @@ def python_in(site: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[s
     )
 
 
-def test_wheel_ships_the_spec_byte_for_byte(wheel: Path) -> None:
+def test_wheel_ships_both_documents_byte_for_byte(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
-        assert archive.read("mock_runbase/openapi.yaml") == (ROOT / "openapi.yaml").read_bytes()
+        for document in ("openapi.yaml", "mock-openapi.yaml"):
+            assert archive.read(f"mock_runbase/{document}") == (ROOT / document).read_bytes()
         names = archive.namelist()
     assert any(name.endswith("entry_points.txt") for name in names)
 
@@ -49,18 +50,22 @@ def test_wheel_ships_the_suite_inside_the_package_and_no_top_level_contracts(
     assert not [name for name in names if "__pycache__" in name]
 
 
-def test_installed_wheel_finds_its_spec_without_the_source_tree(
+def test_installed_wheel_finds_both_documents_without_the_source_tree(
     installed_wheel: Path, tmp_path: Path
 ) -> None:
     probe = (
-        "import mock_runbase.spec as s; spec = s.load_spec(); "
-        "print(spec.path); print(sorted(spec.catalog.models))"
+        "import mock_runbase.spec as s, mock_runbase.control_spec as c; spec = s.load_spec(); "
+        "control = c.load_control_spec(); "
+        "print(spec.path); print(sorted(spec.catalog.models)); print(control.path); "
+        "print(sorted(control.document['components']['schemas']))"
     )
     result = python_in(installed_wheel, probe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    spec_path, models = result.stdout.splitlines()
+    spec_path, models, control_path, schemas = result.stdout.splitlines()
     assert Path(spec_path).is_relative_to(installed_wheel)
     assert "openai/gpt-image-2" in models
+    assert Path(control_path).is_relative_to(installed_wheel)
+    assert "'Error'" in schemas  # bundled from the packaged openapi.yaml beside it
 
 
 def test_installed_wheel_finds_its_suite_inside_the_package(

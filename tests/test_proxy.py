@@ -30,8 +30,8 @@ from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
 from mock_runbase.testing import MockServer
 from tests.clients.retry_client import RunbaseClient
+from tests.served import Server, free_port, serve_command
 from tests.test_contracts_broken import lower_case_rate_limited
-from tests.test_e2e import Server, free_port, serve_command
 
 GPT = load_spec().catalog.models["openai/gpt-image-2"]
 RESOLUTIONS = GPT.input_schema["properties"]["resolution"]["enum"]

@@ -68,10 +68,9 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate_openapi(DOCUMENT)
 
 
-def test_servers_cover_both_documented_bases_and_local() -> None:
-    urls = {server["url"] for server in DOCUMENT["servers"]}
-    assert {"https://api.runbase.net/v1", "https://runbase.net/api/v1"} <= urls
-    assert any(url.startswith("http://localhost") for url in urls)
+def test_servers_are_the_two_documented_bases_only() -> None:
+    urls = [server["url"] for server in DOCUMENT["servers"]]
+    assert urls == ["https://api.runbase.net/v1", "https://runbase.net/api/v1"]
     assert DOCUMENT["components"]["securitySchemes"]["bearerAuth"] == {
         **DOCUMENT["components"]["securitySchemes"]["bearerAuth"],
         "type": "http",

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.redis_server import RedisServer
-from tests.test_e2e import Server, serve_command
+from tests.served import Server, serve_command
 
 WORKERS = 4
 CLIENTS = 200
