@@ -70,7 +70,7 @@ class JSONAnswer(Response):
 def create_app(settings: MockSettings | None = None, *, clock: Clock | None = None) -> Starlette:
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
-    spec = load_spec(settings.spec)
+    spec = load_spec(settings.spec, models=settings.models)
     control = load_control_spec(spec)
     store = make_store(settings)
     clock = clock or make_clock(settings, store)

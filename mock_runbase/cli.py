@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a run is kept after it was created (default 86400)",
     )
     add("--spec", type=Path, default=env_default("spec", None, Path), help="another openapi.yaml")
+    add(
+        "--models",
+        type=Path,
+        default=env_default("models", None, Path),
+        help="a YAML file of your own models and of changes to Runbase's (prices, limits, ...)",
+    )
     add("--log-level", default=env_default("log-level", "info"))
     add(
         "--replay",
@@ -203,6 +209,7 @@ def settings_from(args: argparse.Namespace) -> MockSettings:
         public_url=args.public_url,
         image_cache_mb=args.image_cache_mb,
         spec=args.spec,
+        models=args.models,
         admin_token=args.admin_token,
         journal_size=args.journal_size,
         store=args.store,
@@ -224,7 +231,7 @@ def settings_to_json(settings: MockSettings) -> str:
 
 def settings_from_json(text: str) -> MockSettings:
     data = json.loads(text)
-    for name in ("config", "spec"):
+    for name in ("config", "spec", "models"):
         data[name] = Path(data[name]) if data[name] is not None else None
     rate_limit = data["rate_limit"]
     data["rate_limit"] = parse_rate_limit(rate_limit) if rate_limit is not None else None

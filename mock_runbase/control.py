@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal_records import JournalFilter
+from mock_runbase.model_views import catalog_view
 from mock_runbase.runs import run_view, status_at
 from mock_runbase.scenarios import describe
 
@@ -140,6 +141,10 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     async def scenarios(request: Request) -> Response:
         return json({"scenarios": describe()})
 
+    async def models(request: Request) -> Response:
+        spec = service_of(request).spec
+        return json({"models": catalog_view(spec.document, spec.catalog)})
+
     async def list_rules(request: Request) -> Response:
         rules = await service_of(request).store.rules(await account_scope(request))
         return json({"rules": [rule.view() for rule in rules]})
@@ -216,6 +221,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         Route(f"{PREFIX}/clock/set", set_clock, methods=["POST"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),
         Route(f"{PREFIX}/scenarios", scenarios, methods=["GET"]),
+        Route(f"{PREFIX}/models", models, methods=["GET"]),
         route(f"{PREFIX}/rules", GET=list_rules, POST=add_rule, DELETE=delete_rules),
         Route(f"{PREFIX}/rules/{{rule_id:str}}", delete_rules, methods=["DELETE"]),
         route(f"{PREFIX}/requests", GET=requests, DELETE=clear_requests),

@@ -24,6 +24,7 @@ class MockSettings:
     image_cache_mb: int = 256
     max_body_bytes: int = 32 * 1024 * 1024
     spec: Path | None = None
+    models: Path | None = None  # a YAML file of new and changed models (user_catalog)
     admin_token: str | None = None  # when set, every /_mock call must send it
     journal_size: int = 1000
     store: str = "memory"  # or redis://host:port/db, shared by every worker and replica

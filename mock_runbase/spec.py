@@ -1,7 +1,9 @@
 """Load ``openapi.yaml`` once and compile the validators the mock checks requests with.
 
 The document ships inside the wheel (``mock_runbase/openapi.yaml``); in a source checkout
-it is the top-level ``openapi.yaml``. ``load_spec(path)`` takes another file instead.
+it is the top-level ``openapi.yaml``. ``load_spec(path)`` takes another file instead, and
+``load_spec(models=FILE)`` merges a user's models into it (``user_catalog``) before the catalog
+is built; ``Spec.text``, the document served, stays the file as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import jsonschema_rs
 import yaml
 
 from mock_runbase.catalog import Catalog
+from mock_runbase.user_catalog import apply_models_file
 
 __all__ = [
     "Spec",
@@ -118,11 +121,18 @@ def compile_pointer(document: dict[str, Any], pointer: str) -> Any:
     return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
 
 
-def load_spec(path: str | Path | None = None) -> Spec:
-    """Read and compile a spec; the default one is cached, since it never changes."""
-    if path is None:
-        return _default_spec()
-    return _load(Path(path))
+def load_spec(path: str | Path | None = None, *, models: str | Path | None = None) -> Spec:
+    """Read and compile a spec; the default one is cached, since it never changes.
+
+    ``models``: a ``--models`` file of new and changed models (``user_catalog``), merged in
+    before the catalog is built (``ModelsFileError`` if it cannot be used); the spec's
+    ``text``, the document served, stays the file as it is.
+    """
+    if models is None:
+        return _default_spec() if path is None else _load(Path(path))
+    base = _default_spec() if path is None else _load(Path(path))
+    document = apply_models_file(base.document, Path(models), compile_schema)
+    return _build(base.path, base.text, document)
 
 
 @lru_cache(maxsize=1)
@@ -132,7 +142,10 @@ def _default_spec() -> Spec:
 
 def _load(path: Path) -> Spec:
     text = path.read_bytes()
-    document = yaml.safe_load(text)
+    return _build(path, text, yaml.safe_load(text))
+
+
+def _build(path: Path, text: bytes, document: dict[str, Any]) -> Spec:
     catalog = Catalog.from_document(document)
     input_validators = {m.id: compile_pointer(document, m.input_pointer) for m in catalog}
     spec = Spec(
