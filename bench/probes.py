@@ -99,8 +99,8 @@ def is_png(data: bytes) -> bool:
 
 
 def in_process_render_ms(size: str, repeats: int) -> list[float]:
-    """``mock_runbase.images.render_png`` timed in this process, a fresh seed each time."""
-    from mock_runbase.images import render_png
+    """``mock_runbase.media.images.render_png`` timed in this process, a fresh seed each time."""
+    from mock_runbase.media.images import render_png
     from mock_runbase.spec import load_spec
 
     model = load_spec().catalog.get(MODEL)

@@ -93,9 +93,7 @@ class Facts:
 
 
 def prices(model: Model) -> list[int]:
-    if isinstance(model.cost, int):
-        return [model.cost]
-    return [int(v) for v in model.cost["values"].values()]
+    return model.prices()
 
 
 _SPEC_PATH: list[Path | None] = [None]

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mock_runbase.byte_ranges import NOT_SATISFIABLE, requested_range
 from mock_runbase.clock import DEFAULT_VIRTUAL_START, Clock, SystemClock
 from mock_runbase.control import AdminTokenMiddleware, control_routes, service_of
 from mock_runbase.control_spec import load_control_spec
@@ -30,8 +31,8 @@ from mock_runbase.docs import docs_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
 from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
-from mock_runbase.runs import created_view, run_view
-from mock_runbase.service import RunbaseService
+from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
+from mock_runbase.service import RunbaseService, media_cache_key
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
 from mock_runbase.store import MemoryStore, Store
@@ -41,7 +42,6 @@ __all__ = ["create_app"]
 log = logging.getLogger("mock_runbase")
 
 API_PREFIXES = ("/v1", "/api/v1")
-FILES_PATH = "/files/generated"
 
 
 class JSONAnswer(Response):
@@ -280,25 +280,40 @@ async def get_run(request: Request) -> Response:
     note_account(request.scope, caller.key.account)
     run = await service.get_run(caller, request.path_params["run_id"])
     base = public_base(request, service)
-    view = run_view(run, await service.now(), lambda name: f"{base}{FILES_PATH}/{name}.png")
+    view = run_view(run, await service.now(), lambda name: base + file_path(name))
     return json_answer(request, view)
 
 
+MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4"}
+
+
 async def get_file(request: Request) -> Response:
+    """A generated file, like a CDN serves it: ETag, HEAD and single byte ranges."""
     name: str = request.path_params["name"]
-    if not name.endswith(".png"):
+    if name.rsplit(".", 1)[-1] not in MEDIA_TYPES:
         raise RunbaseError(404, "file_not_found", "File not found")
-    run, png = await service_of(request).image(name.removesuffix(".png"))
-    etag = f'"{run.image_seed:016x}-{run.width}x{run.height}"'
+    run, content = await service_of(request).media(name)
+    etag = f'"{media_cache_key(run)}"'
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",
-        "Content-Length": str(len(png)),
+        "Accept-Ranges": "bytes",
     }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    content = b"" if request.method == "HEAD" else png
-    return Response(content, media_type="image/png", headers=headers)
+    media_type = MEDIA_TYPES[name.rsplit(".", 1)[-1]]
+    wanted = requested_range(request.headers.get("range"), len(content))
+    status = 200
+    if wanted == NOT_SATISFIABLE:
+        headers["Content-Range"] = f"bytes */{len(content)}"
+        return Response(status_code=416, headers=headers)
+    if wanted is not None:
+        first, last = wanted
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(content)}"
+        content, status = content[first : last + 1], 206
+    headers["Content-Length"] = str(len(content))
+    body = b"" if request.method == "HEAD" else content
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 
 async def health(request: Request) -> Response:

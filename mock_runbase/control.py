@@ -25,7 +25,7 @@ from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal_records import JournalFilter
 from mock_runbase.model_views import catalog_view
-from mock_runbase.runs import run_view, status_at
+from mock_runbase.runs import file_path, run_view, status_at
 from mock_runbase.scenarios import describe
 
 if TYPE_CHECKING:
@@ -282,7 +282,7 @@ async def clock_view(service: RunbaseService) -> dict[str, Any]:
 
 def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:
     """The documented view of a run plus what the mock knows about it."""
-    view = run_view(run, now_ms, lambda name: f"{base}/files/generated/{name}.png")
+    view = run_view(run, now_ms, lambda name: base + file_path(name))
     view["mock"] = {
         "account": run.account,
         "keyLast4": run.key[-4:],

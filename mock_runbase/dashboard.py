@@ -15,19 +15,21 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import av
 import orjson
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mock_runbase.catalog import Model
 from mock_runbase.clock import format_ms
 from mock_runbase.control import service_of
 from mock_runbase.docs import static_text
 from mock_runbase.errors import RunbaseError
-from mock_runbase.images import ImageCache
 from mock_runbase.journal_records import JournalEntry, JournalFilter
-from mock_runbase.runs import Run, completed_ms, status_at
+from mock_runbase.media.cache import MediaCache
+from mock_runbase.runs import Run, completed_ms, file_path, status_at
 
 if TYPE_CHECKING:
     from mock_runbase.control_spec import ControlSpec
@@ -39,12 +41,13 @@ STATE_PATH = f"{UI}/state"
 THUMBNAIL_PATH = f"{UI}/runs/{{run_id}}/thumbnail"
 THUMBNAIL_BOX = (320, 180)
 PROMPT_EXCERPT = 120
+TIER_FIELDS = ("resolution", "quality", "mode")
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
     state_query = control.query(STATE_PATH, "get")
-    thumbnails = ImageCache(max_bytes=16 * 1024 * 1024)
+    thumbnails = MediaCache(max_bytes=16 * 1024 * 1024)
 
     async def page(request: Request) -> Response:
         return HTMLResponse(dashboard_page(), headers=NO_CACHE)
@@ -59,7 +62,7 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
         matched = [e for e in reversed(entries) if status_matches(e, query.get("status"))]
         body = {
             "clock": {"now": format_ms(now), "virtual": service.clock.virtual},
-            "runs": [dashboard_run(run, now) for run in runs],
+            "runs": [dashboard_run(run, now, service.spec.catalog.get(run.model)) for run in runs],
             "accounts": await service.account_views(),
             "requests": [journal_line(entry) for entry in matched[:limit]],
             "requestsMatched": len(matched),
@@ -73,9 +76,9 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
         run = await service.store.get_run(run_id)
         if run is None or status_at(run, await service.now()) != "succeeded":
             raise RunbaseError(404, "run_not_found", f"No succeeded run with id {run_id!r}")
-        _, png = await service.image(run.file_name)
+        _, png = await service.media(run.file_name)
         small = await anyio.to_thread.run_sync(
-            lambda: thumbnails.get_or_render(run.file_name, lambda: shrink(png))
+            lambda: thumbnails.get_or_render(run.file_name, lambda: shrink(png, run.file_name))
         )
         headers = {"Cache-Control": "private, max-age=31536000, immutable"}
         return Response(small, media_type="image/png", headers=headers)
@@ -90,7 +93,7 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
 # --- views --------------------------------------------------------------------------------------
 
 
-def dashboard_run(run: Run, now_ms: int) -> dict[str, Any]:
+def dashboard_run(run: Run, now_ms: int, model: Model | None) -> dict[str, Any]:
     """The run with its timeline: created (pending), left pending, ended; null until then."""
     status = status_at(run, now_ms)
     done = completed_ms(run)
@@ -111,11 +114,17 @@ def dashboard_run(run: Run, now_ms: int) -> dict[str, Any]:
         "keyLast4": run.key[-4:],
         "prompt": prompt,
         "aspectRatio": run.input.get("aspect_ratio"),
-        "resolution": run.input.get("resolution"),
+        # The tier of the model's output, whatever the model calls it.
+        "resolution": next(
+            (run.input[name] for name in TIER_FIELDS if isinstance(run.input.get(name), str)),
+            None,
+        ),
+        "kind": model.kind if model else "image",
+        "durationS": model.duration_s(model.with_defaults(run.input)) if model else 0,
         "width": run.width,
         "height": run.height,
         "scenario": run.scenario,
-        "output": f"/files/generated/{run.file_name}.png" if succeeded else None,
+        "output": file_path(run.file_name) if succeeded else None,
         "thumbnail": THUMBNAIL_PATH.format(run_id=run.id) if succeeded else None,
         "error": run.error if status == "failed" else None,
         "refunded": status == "failed",
@@ -141,12 +150,22 @@ def status_matches(entry: JournalEntry, wanted: str | None) -> bool:
     return entry.status == int(wanted)
 
 
-def shrink(png: bytes) -> bytes:
-    with Image.open(io.BytesIO(png)) as image:
+def shrink(media: bytes, file_name: str) -> bytes:
+    """A small PNG of an image, or of a video's first frame (its poster)."""
+    video = file_name.endswith(".mp4")
+    with first_frame(media) if video else Image.open(io.BytesIO(media)) as image:
         image.thumbnail(THUMBNAIL_BOX)
         out = io.BytesIO()
         image.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def first_frame(mp4: bytes) -> Image.Image:
+    with av.open(io.BytesIO(mp4), mode="r") as container:
+        for frame in container.decode(video=0):
+            image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
+            return image
+    raise ValueError("the video has no frame")
 
 
 # --- request helpers ----------------------------------------------------------------------------

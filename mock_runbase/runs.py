@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import orjson
 
+from mock_runbase.catalog import Timing
 from mock_runbase.clock import format_ms
 
 __all__ = [
+    "FILES_PATH",
     "TIMING_PROFILES",
     "Run",
     "Status",
@@ -27,12 +29,14 @@ __all__ = [
     "completed_ms",
     "created_view",
     "failed_by",
+    "file_path",
     "forced",
     "input_seed",
     "new_token",
     "plan_timing",
     "run_view",
     "status_at",
+    "timing_for",
 ]
 
 Status = Literal["pending", "processing", "succeeded", "failed"]
@@ -48,15 +52,23 @@ class TimingProfile:
     pending_ms: int
     processing_ms: int
     jitter: float  # each phase varies by up to this fraction, seeded
+    per_model: bool = False  # the model's own timing (the catalog's) instead of the two above
 
 
 TIMING_PROFILES: dict[str, TimingProfile] = {
-    # The Quickstart's sample completes 4.2 s after creation.
-    "realistic": TimingProfile(pending_ms=500, processing_ms=3500, jitter=0.25),
+    # Each model as long as the catalog says (images seconds, videos minutes).
+    "realistic": TimingProfile(pending_ms=0, processing_ms=0, jitter=0.25, per_model=True),
     "fast": TimingProfile(pending_ms=10, processing_ms=40, jitter=0.25),
     # Terminal at the first read: the create answers pending, the first poll is final.
     "instant": TimingProfile(pending_ms=0, processing_ms=0, jitter=0.0),
 }
+
+
+def timing_for(profile: TimingProfile, model: Timing) -> TimingProfile:
+    """The profile a run of a model with ``model`` timing follows."""
+    if not profile.per_model:
+        return profile
+    return TimingProfile(model.pending_ms, model.processing_ms, profile.jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,14 @@ def created_view(run: Run) -> dict[str, Any]:
         "costUsd": run.cost_usd,
         "createdAt": format_ms(run.created_ms),
     }
+
+
+FILES_PATH = "/files/generated"
+
+
+def file_path(file_name: str) -> str:
+    """Where a generated file is served: the CDN path of the Quickstart's output URL."""
+    return f"{FILES_PATH}/{file_name}"
 
 
 def run_view(run: Run, now_ms: int, file_url: Callable[[str], str]) -> dict[str, Any]:

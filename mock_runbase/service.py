@@ -22,10 +22,13 @@ from mock_runbase.accounts import (
     load_config_file,
     parse_key,
 )
+from mock_runbase.catalog import Model
 from mock_runbase.clock import Clock, SettableClock, format_ms
 from mock_runbase.control_spec import ControlSpec
 from mock_runbase.errors import ConnectionDropped, RunbaseError
-from mock_runbase.images import ImageCache, render_png
+from mock_runbase.media.cache import MediaCache
+from mock_runbase.media.images import render_png
+from mock_runbase.media.video import render_mp4
 from mock_runbase.ratelimit import retry_after_header
 from mock_runbase.rules import RuleContext, rule_from_body
 from mock_runbase.runs import (
@@ -36,6 +39,7 @@ from mock_runbase.runs import (
     new_token,
     plan_timing,
     status_at,
+    timing_for,
 )
 from mock_runbase.scenarios import SCENARIOS, Effect, Params, pick_scenario
 from mock_runbase.settings import MockSettings
@@ -88,7 +92,7 @@ class RunbaseService:
         self.config_rules = self.checked_config_rules()
         self.base_directory = self.configured_directory()
         self.last_directory = self.base_directory  # as last read: for the journal, sync
-        self.images = ImageCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
+        self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
 
     def configured_directory(self) -> Directory:
@@ -169,9 +173,8 @@ class RunbaseService:
         await self.apply_to_exchange(effect)
         now = await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
-        pending_ms, processing_ms = plan_timing(
-            TIMING_PROFILES[self.settings.timing], seed, effect.slowdown
-        )
+        profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
+        pending_ms, processing_ms = plan_timing(profile, seed, effect.slowdown)
         width, height = request.model.output_size(request.input)
         run = Run(
             id="run_" + new_token(),
@@ -187,7 +190,7 @@ class RunbaseService:
             error=effect.error,
             width=width,
             height=height,
-            file_name=new_token(20),
+            file_name=f"{new_token(20)}.{request.model.file_extension}",
             image_seed=seed,
             scenario=name,
         )
@@ -216,16 +219,18 @@ class RunbaseService:
         if effect.http_error is not None:
             raise effect.http_error
 
-    async def image(self, file_name: str) -> tuple[Run, bytes]:
-        """The PNG of a succeeded run, rendered once and then served from the cache."""
+    async def media(self, file_name: str) -> tuple[Run, bytes]:
+        """The file of a succeeded run (PNG or MP4), rendered once in a worker thread, so a
+        render never blocks the event loop, then served from the cache."""
         run = await self.store.get_run_by_file(file_name)
         if run is None or status_at(run, await self.clock.now()) != "succeeded":
             raise RunbaseError(404, "file_not_found", "File not found")
-        cache_key = image_cache_key(run)
-        cached = self.images.get(cache_key)
+        cache_key = media_cache_key(run)
+        cached = self.media_cache.get(cache_key)
         if cached is None:
+            model = self.spec.catalog.get(run.model)
             cached = await anyio.to_thread.run_sync(
-                lambda: self.images.get_or_render(cache_key, lambda: render_run(run))
+                lambda: self.media_cache.get_or_render(cache_key, lambda: render_run(run, model))
             )
         return run, cached
 
@@ -338,23 +343,41 @@ class RunbaseService:
             self.store.set_rate_limit(self.settings.rate_limit)
 
 
-def image_cache_key(run: Run) -> str:
-    return f"{run.image_seed:016x}-{run.width}x{run.height}"
+def media_cache_key(run: Run) -> str:
+    return f"{run.image_seed:016x}-{run.width}x{run.height}-{run.file_name.rsplit('.', 1)[-1]}"
 
 
-def render_run(run: Run) -> bytes:
+def render_run(run: Run, model: Model | None) -> bytes:
+    """The run's file: its prompt, size and model drawn on it (a video's length, frame rate
+    and audio from the catalog)."""
     prompt = str(run.input.get("prompt", ""))
     excerpt = prompt if len(prompt) <= PROMPT_EXCERPT else prompt[: PROMPT_EXCERPT - 1] + "…"
     details = " ".join(
         str(v) for k, v in sorted(run.input.items()) if k != "prompt" and isinstance(v, str)
     )
-    return render_png(
+    if model is None or model.kind == "image":
+        return render_png(
+            width=run.width,
+            height=run.height,
+            seed=run.image_seed,
+            lines=[
+                excerpt,
+                f"{run.width}x{run.height}  {details}".strip(),
+                f"{run.model} · mock-runbase",
+            ],
+        )
+    full = model.with_defaults(run.input)
+    duration, fps = model.duration_s(full), model.fps(full)
+    return render_mp4(
         width=run.width,
         height=run.height,
-        seed=run.image_seed,
-        lines=[
+        duration_s=duration,
+        fps=fps,
+        audio=model.has_audio(full),
+        title_lines=[
             excerpt,
-            f"{run.width}x{run.height}  {details}".strip(),
+            f"{run.width}x{run.height} · {duration:g} s · {fps} fps  {details}".strip(),
             f"{run.model} · mock-runbase",
         ],
+        seed=run.image_seed,
     )

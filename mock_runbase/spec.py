@@ -21,7 +21,7 @@ from urllib.parse import unquote_to_bytes
 import jsonschema_rs
 import yaml
 
-from mock_runbase.catalog import Catalog
+from mock_runbase.catalog import Catalog, check_model
 from mock_runbase.user_catalog import apply_models_file
 
 __all__ = [
@@ -148,6 +148,8 @@ def _load(path: Path) -> Spec:
 def _build(path: Path, text: bytes, document: dict[str, Any]) -> Spec:
     catalog = Catalog.from_document(document)
     input_validators = {m.id: compile_pointer(document, m.input_pointer) for m in catalog}
+    for model in catalog:
+        check_model(model, input_validators[model.id].is_valid)
     spec = Spec(
         path=path,
         text=text,

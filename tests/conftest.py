@@ -54,6 +54,11 @@ class Mock:
         body = {"model": GPT, "input": {"prompt": "a lighthouse at dawn", **input_fields}}
         return self.client.post("/v1/runs", json=body, headers=headers)
 
+    def create_run(self, model: str, fields: dict[str, Any], key: str = KEY) -> httpx.Response:
+        """A create of any model of the catalog."""
+        body = {"model": model, "input": fields}
+        return self.client.post("/v1/runs", json=body, headers={"Authorization": f"Bearer {key}"})
+
     def get(self, run_id: str, key: str = KEY, prefix: str = "/v1") -> httpx.Response:
         return self.client.get(
             f"{prefix}/runs/{run_id}", headers={"Authorization": f"Bearer {key}"}

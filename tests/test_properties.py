@@ -6,6 +6,7 @@ import io
 import json
 from typing import Any
 
+import av
 import schemathesis
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,9 @@ CATALOG = load_spec().catalog
 CREATE_OPERATION = schemathesis.openapi.from_path(ROOT / "openapi.yaml")["/runs"]["POST"]
 AUTH = {"Authorization": "Bearer sk-prop"}
 ORDER = {"pending": 0, "processing": 1, "succeeded": 2, "failed": 2}
+# Files are fetched for examples up to 5 s of 720p at 24 fps (any image); renders beyond cost
+# seconds each, and tests/test_catalog.py decodes one video of every model.
+MAX_PIXELS_RENDERED = 1280 * 720 * 24 * 5
 
 # One app per module: each example resets it through the control API, as a user would.
 CLOCK = VirtualClock()
@@ -42,7 +46,7 @@ def account() -> dict[str, Any]:
 
 @settings(max_examples=25)
 @given(case=CREATE_OPERATION.as_strategy())
-def test_any_valid_input_makes_a_pending_run_at_the_catalog_price_and_a_png_of_its_size(
+def test_any_valid_input_makes_a_pending_run_at_the_catalog_price_and_a_file_of_its_size(
     case: Any,
 ) -> None:
     reset()
@@ -59,9 +63,23 @@ def test_any_valid_input_makes_a_pending_run_at_the_catalog_price_and_a_png_of_i
     run = CLIENT.get(f"/v1/runs/{created['id']}", headers=AUTH).json()
     assert run["status"] == "succeeded"
     [url] = run["output"]["urls"]
-    png = CLIENT.get(url)
-    assert png.status_code == 200
-    assert Image.open(io.BytesIO(png.content)).size == model.output_size(full_input)
+    assert url.endswith(f".{model.file_extension}")
+    width, height = model.output_size(full_input)
+    frames = model.duration_s(full_input) * model.fps(full_input)
+    if width * height * max(frames, 1) > MAX_PIXELS_RENDERED:
+        return  # the file of a long, large video is checked in tests/test_catalog.py
+    media = CLIENT.get(url)
+    assert media.status_code == 200
+    if model.kind == "image":
+        assert Image.open(io.BytesIO(media.content)).size == (width, height)
+        return
+    with av.open(io.BytesIO(media.content)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (width, height)
+        assert (
+            abs(float(container.duration or 0) / av.time_base - frames / model.fps(full_input))
+            <= 0.1
+        )
 
 
 @st.composite

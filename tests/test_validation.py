@@ -44,13 +44,6 @@ def test_gpt_image_2_prices_are_the_documented_ones() -> None:
     assert prices == {"1K": 50_000, "2K": 70_000, "4K": 120_000}
 
 
-def test_nano_banana_2_is_a_second_model_from_data() -> None:
-    model = SPEC.catalog.get("google/nano-banana-2")
-    assert model is not None
-    assert model.cost_usd(model.with_defaults({"prompt": "x"})) == 40_000
-    assert model.output_size(model.with_defaults({"prompt": "x"})) == (1024, 1024)
-
-
 def test_size_table_covers_exactly_the_combinations_the_schema_accepts() -> None:
     model = SPEC.catalog.get(GPT)
     assert model is not None

@@ -114,7 +114,7 @@
 
   function thumbnailCell(run) {
     if (run.status === "succeeded") {
-      const img = h("img", { class: "thumb", alt: `image of ${run.id}`,
+      const img = h("img", { class: "thumb", alt: `${run.kind} of ${run.id}`,
         width: 80, height: Math.round((80 * run.height) / run.width) });
       showThumbnail(img, run);
       return h("td", {}, h("a", { href: run.output, target: "_blank", rel: "noopener" }, img));
@@ -178,7 +178,8 @@
         h("div", { class: "muted" }, `key \u2026${run.keyLast4}`)),
       h("td", { class: "prompt" }, h("div", {}, run.prompt), h("div", { class: "muted" }, run.model)),
       h("td", { class: "size" }, h("div", {}, size(run) || "default"),
-        h("div", { class: "muted" }, `${run.width}\u00d7${run.height}`)),
+        h("div", { class: "muted" }, `${run.width}\u00d7${run.height}` +
+          (run.kind === "video" ? ` \u00b7 ${run.durationS} s video` : ""))),
       h("td", { class: "cost" }, usd(run.costUsd)),
       h("td", {}, timeline(run)),
       statusCell(run))));

@@ -1,4 +1,4 @@
-"""Deterministic placeholder PNGs and a byte-bounded LRU cache for them.
+"""Deterministic placeholder PNGs.
 
 PNGs are encoded here rather than by Pillow's PNG plugin, which spends most of its time on an
 adaptive per-row filter search (~80-130 ms at 3840x2160, compress_level=1): every row gets the
@@ -11,15 +11,13 @@ from __future__ import annotations
 import colorsys
 import random
 import struct
-import threading
 import unicodedata
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-__all__ = ["ImageCache", "render_png"]
+__all__ = ["render_picture", "render_png"]
 
 _Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 _RGB = tuple[int, int, int]
@@ -35,10 +33,16 @@ _BAND_BYTES = 1 << 20  # Pillow image memory per band (RGB takes 4 bytes a pixel
 
 
 def render_png(*, width: int, height: int, seed: int, lines: Sequence[str]) -> bytes:
-    """A deterministic `width` x `height` RGB PNG: a gradient and translucent shapes derived
-    from `seed`, and `lines` of text in a translucent box (wrapped, or cut with an ellipsis, so
-    it stays inside the image). Same arguments give the same bytes for a given Pillow and zlib.
-    Control characters are dropped; glyphs the bundled font lacks render as boxes."""
+    """A deterministic `width` x `height` RGB PNG of `render_picture`. Same arguments give the
+    same bytes for a given Pillow and zlib."""
+    return _encode_png(render_picture(width=width, height=height, seed=seed, lines=lines))
+
+
+def render_picture(*, width: int, height: int, seed: int, lines: Sequence[str]) -> Image.Image:
+    """A deterministic `width` x `height` RGB picture: a gradient and translucent shapes derived
+    from `seed`, and `lines` of text in a translucent box at the bottom left (wrapped, or cut
+    with an ellipsis, so it stays inside the image). Control characters are dropped; glyphs the
+    bundled font lacks render as boxes. The PNGs show it as is; the MP4s animate over it."""
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     rng = random.Random(seed)
@@ -64,7 +68,7 @@ def render_png(*, width: int, height: int, seed: int, lines: Sequence[str]) -> b
         else:
             draw.ellipse(box, outline=fill, width=max(1, round(radius / 8)))
     _caption(draw, width, height, [lines] if isinstance(lines, str) else lines)
-    return _encode_png(img)
+    return img
 
 
 def _ramp(colours: Sequence[_RGB], size: tuple[int, int], weight: float) -> Image.Image:
@@ -187,57 +191,3 @@ def _encode_png(img: Image.Image) -> bytes:
 
 def _chunk(kind: bytes, data: bytes = b"") -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-class ImageCache:
-    """Thread-safe LRU cache of rendered PNG bytes, bounded by their total size. Items larger
-    than `max_bytes` are returned by `get_or_render` but not kept. Rendering runs outside the
-    lock, so two threads may render the same key at once; the later result wins."""
-
-    def __init__(self, max_bytes: int) -> None:
-        if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
-        self._max_bytes = max_bytes
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-        self._current_bytes = 0
-        self._lock = threading.Lock()
-
-    @property
-    def max_bytes(self) -> int:
-        return self._max_bytes
-
-    @property
-    def current_bytes(self) -> int:
-        with self._lock:
-            return self._current_bytes
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-    def get(self, key: str) -> bytes | None:
-        """The cached bytes for `key` (marking them most recently used), or None."""
-        with self._lock:
-            if (data := self._items.get(key)) is not None:
-                self._items.move_to_end(key)
-            return data
-
-    def get_or_render(self, key: str, render: Callable[[], bytes]) -> bytes:
-        """The cached bytes for `key`, else the result of `render()`, kept if it fits."""
-        if (cached := self.get(key)) is not None:
-            return cached
-        data = render()
-        with self._lock:
-            if (old := self._items.pop(key, None)) is not None:
-                self._current_bytes -= len(old)
-            if len(data) <= self._max_bytes:
-                self._items[key] = data
-                self._current_bytes += len(data)
-                while self._current_bytes > self._max_bytes:
-                    self._current_bytes -= len(self._items.popitem(last=False)[1])
-        return data
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._current_bytes = 0

@@ -1,0 +1,188 @@
+"""First render and cached serving of the placeholder MP4s (``mock_runbase.media.video``).
+
+    python bench/video_render.py [--repeats 3] [--output bench/results]
+
+In this process, after one small unmeasured render (PyAV, libx264 and the fonts warmed up, as
+in a server that has rendered before): each case is rendered ``--repeats`` times with a fresh
+seed (nothing cached, the cost of a first request for new content), timing the wall clock and
+the CPU of the whole process (all threads: the segments are encoded on a small pool). Then
+the cost of serving it again: a ``MediaCache.get`` of the rendered bytes. Prints a markdown
+table and writes it to ``video.md``. A separate process times the import of the renderer.
+
+The cases: the smallest and the largest clip the catalog asks for (seedance 480p 16:9, 4 s at
+24 fps without audio; kling 4K, 15 s at 60 fps with audio) and a common one between (1080p,
+8 s at 24 fps with audio). The machine has 2 cores; anything else running shows up as noise,
+so the load average is recorded before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import BENCH_DIR, cpu_model, log, package_version, source_state
+
+from mock_runbase.media.cache import MediaCache
+from mock_runbase.media.video import frame_count, render_mp4
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    width: int
+    height: int
+    duration_s: float
+    fps: int
+    audio: bool
+
+
+CASES = (
+    Case("smallest: 480p", 864, 480, 4.0, 24, False),
+    Case("1080p with audio", 1920, 1080, 8.0, 24, True),
+    Case("largest: 4K 60 fps", 3840, 2160, 15.0, 60, True),
+)
+CACHE_GETS = 200_000
+
+
+@dataclass(frozen=True)
+class Measured:
+    case: Case
+    wall_s: list[float]
+    cpu_s: list[float]
+    size: int
+    cached_get_us: float
+    peak_rss_mb: float  # of the process so far (the cases run smallest first)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def render(case: Case, seed: int) -> bytes:
+    title = [
+        f"bench clip {seed}: a lighthouse on a cliff at dawn",
+        f"{case.width}x{case.height} · {case.duration_s:g} s · {case.fps} fps",
+        "bench · mock-runbase",
+    ]
+    return render_mp4(
+        width=case.width,
+        height=case.height,
+        duration_s=case.duration_s,
+        fps=case.fps,
+        audio=case.audio,
+        title_lines=title,
+        seed=seed,
+    )
+
+
+def measure(case: Case, repeats: int) -> Measured:
+    walls, cpus, data = [], [], b""
+    for repeat in range(repeats):
+        log(f"{case.name}: render {repeat + 1} of {repeats}")
+        started, cpu = time.perf_counter(), cpu_seconds()
+        data = render(case, seed=1000 + repeat)
+        walls.append(time.perf_counter() - started)
+        cpus.append(cpu_seconds() - cpu)
+    cache = MediaCache(max_bytes=256 * 1024 * 1024)
+    cache.get_or_render("clip", lambda: data)
+    started = time.perf_counter()
+    for _ in range(CACHE_GETS):
+        cache.get("clip")
+    cached_us = (time.perf_counter() - started) / CACHE_GETS * 1e6
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Measured(case, walls, cpus, len(data), cached_us, peak_mb)
+
+
+def import_seconds() -> float:
+    """Wall time of ``import mock_runbase.media.video`` in a fresh interpreter."""
+    code = (
+        "import time; t = time.perf_counter(); import mock_runbase.media.video; "
+        "print(time.perf_counter() - t)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def report(results: list[Measured], facts: dict[str, str], repeats: int) -> str:
+    lines = [
+        "# Placeholder MP4s: first render and cached serving",
+        "",
+        "Made by `python bench/video_render.py` (see its docstring). Numbers from one machine,",
+        "one run.",
+        "",
+        "| machine |  |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in facts.items()),
+        "",
+        f"First render: median of {repeats} renders, each with a fresh seed (min in brackets);",
+        "CPU is the whole process's, all threads: CPU over wall is the parallelism of the",
+        "segment encoders. Cached: one `MediaCache.get` of the rendered bytes. Peak RSS: the",
+        "process's high-water mark after the clip's renders (the clips run smallest first).",
+        "",
+        "| clip | frames | audio | first render | CPU | size | bitrate | cached | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in results:
+        case = m.case
+        frames = frame_count(
+            width=case.width, height=case.height, duration_s=case.duration_s, fps=case.fps
+        )
+        clip = f"{case.name}, {case.width}x{case.height}, {case.duration_s:g} s at {case.fps} fps"
+        wall = f"{statistics.median(m.wall_s):.2f} s ({min(m.wall_s):.2f})"
+        cpu = f"{statistics.median(m.cpu_s):.2f} s"
+        size = f"{m.size / 1e6:.2f} MB" if m.size >= 1e6 else f"{m.size / 1e3:.0f} KB"
+        bitrate = f"{m.size * 8 / case.duration_s / 1e3:.0f} kbit/s"
+        cached = f"{m.cached_get_us:.2f} us"
+        audio = "AAC" if case.audio else "none"
+        rss = f"{m.peak_rss_mb:.0f} MB"
+        lines.append(
+            f"| {clip} | {frames} | {audio} | {wall} | {cpu} | {size} | {bitrate} | {cached} "
+            f"| {rss} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="renders per clip (3)")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "results", help="video.md here")
+    args = parser.parse_args()
+    facts = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": source_state(),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model(),
+        "python": platform.python_version(),
+        "PyAV": package_version("av"),
+        "numpy": package_version("numpy"),
+        "pillow": package_version("pillow"),
+        "load average at start": load_average(),
+    }
+    facts["import mock_runbase.media.video (fresh process)"] = f"{import_seconds():.2f} s"
+    log("warm-up render")
+    render(Case("warm-up", 64, 48, 0.5, 24, True), seed=0)
+    results = [measure(case, args.repeats) for case in CASES]
+    facts["load average at end"] = load_average()
+    text = report(results, facts, args.repeats)
+    print(text)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "video.md").write_text(text)
+    log(f"wrote {args.output / 'video.md'}")
+
+
+if __name__ == "__main__":
+    main()
