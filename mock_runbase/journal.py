@@ -27,12 +27,13 @@ MAX_BODY = 64 * 1024
 UNRECORDED_PREFIX = "/_mock"
 ANSWER_FACTS = "mock_runbase.journal"  # scope key: (error code, run id) from note_answer
 ACCOUNT_FACT = "mock_runbase.journal.account"  # scope key: the caller's account, note_account
-NO_FACTS: tuple[None, None] = (None, None)
+NO_FACTS: tuple[None, None, None] = (None, None, None)
 NO_PARAMS: dict[str, str] = {}
 
 
 def note_answer(scope: Scope, content: Any, size: int) -> None:
-    """Tell the journal what a JSON answer carries: ``error.code`` and a top-level ``id``.
+    """Tell the journal what a JSON answer carries: ``error.code``, a top-level ``id`` and
+    ``model``.
 
     Handlers call this with the content they serialized (to ``size`` bytes), so the journal
     never buffers or parses answers. An answer longer than MAX_BODY is left out, as the
@@ -42,9 +43,11 @@ def note_answer(scope: Scope, content: Any, size: int) -> None:
         return
     error = content.get("error")
     run_id = content.get("id")
+    model = content.get("model")
     scope[ANSWER_FACTS] = (
         error.get("code") if isinstance(error, dict) else None,
         run_id if isinstance(run_id, str) else None,
+        model if isinstance(model, str) else None,
     )
 
 
@@ -99,7 +102,7 @@ class JournalMiddleware:
             await self.app(scope, recording_receive, recording_send)
         finally:
             duration_s = time.perf_counter() - started
-            error_code, answer_run_id = scope.get(ANSWER_FACTS, NO_FACTS)
+            error_code, answer_run_id, model = scope.get(ANSWER_FACTS, NO_FACTS)
             path_run_id = scope.get("path_params", NO_PARAMS).get("run_id")
             headers = scope["headers"]
             await self.record(
@@ -117,6 +120,7 @@ class JournalMiddleware:
                     scope[ACCOUNT_FACT]
                     if ACCOUNT_FACT in scope
                     else self.account_of(last_header(headers, b"authorization")),
+                    model,
                 )
             )
 

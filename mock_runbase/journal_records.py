@@ -37,6 +37,7 @@ class JournalEntry:
     key_last4: str | None
     account: str | None
     dropped: bool
+    model: str | None = None  # the model the answer names (a run's, created or polled)
 
     def view(self) -> dict[str, Any]:
         """camelCase, like the rest of the wire."""
@@ -111,6 +112,7 @@ class Exchange:
     error_code: str | None
     run_id: str | None
     account: str | None
+    model: str | None = None
 
     @property
     def dropped(self) -> bool:
@@ -137,4 +139,5 @@ class Exchange:
             key_last4=token[-4:] if token else None,
             account=self.account,
             dropped=self.dropped,
+            model=self.model,
         )

@@ -28,6 +28,7 @@ def exchange(**changes: Any) -> Exchange:
         "error_code": None,
         "run_id": "run_1",
         "account": "acct_1",
+        "model": "openai/gpt-image-2",
     }
     return Exchange(**{**fields, **changes})
 
@@ -109,6 +110,7 @@ def test_an_entry_decodes_and_redacts_the_raw_exchange() -> None:
         "keyLast4": "lice",
         "account": "acct_1",
         "dropped": False,
+        "model": "openai/gpt-image-2",
     }
 
 
@@ -232,3 +234,15 @@ def test_duplicate_keys_count_as_the_last_one_sent(mock: Mock) -> None:
     [entry] = journal(mock)
     assert entry["keyLast4"] == OTHER_KEY[-4:]
     assert entry["account"] == mock.account(OTHER_KEY)["account"]
+
+
+def test_the_journal_names_the_model_of_each_create_and_poll(mock: Mock) -> None:
+    created = mock.create_run("google/veo-3", {"prompt": "a journal test"}).json()
+    mock.get(created["id"])
+    mock.create_run("no/such-model", {"prompt": "x"})
+    entries = mock.client.get("/_mock/requests").json()["requests"]
+    assert [(e["method"], e["model"]) for e in entries] == [
+        ("POST", "google/veo-3"),
+        ("GET", "google/veo-3"),
+        ("POST", None),  # model_not_found names no model the mock knows
+    ]
