@@ -280,3 +280,31 @@ def test_a_cassette_line_that_is_not_one_is_refused(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 2 and "not a cassette line" in result.stderr
+
+
+def test_record_then_replay_a_video_run(fast_upstream: MockServer, tmp_path: Path) -> None:
+    cassette = tmp_path / "video.jsonl"
+    headers = {"Authorization": "Bearer sk-record-video"}
+    body = {"model": "bytedance/seedance-1-lite",
+            "input": {"prompt": "a video", "resolution": "480p", "duration": "5"}}  # fmt: skip
+    with Served(Proxy(fast_upstream.origin, record=cassette)) as proxy:
+        created = httpx.post(f"{proxy}/v1/runs", json=body, headers=headers).json()
+        httpx.post(f"{proxy}/_mock/clock/advance", json={"seconds": 5})
+        run = httpx.get(f"{proxy}/v1/runs/{created['id']}", headers=headers).json()
+        [url] = run["output"]["urls"]
+        assert url.startswith(proxy) and url.endswith(".mp4")
+        video = httpx.get(url)
+        assert video.headers["content-type"] == "video/mp4"
+        part = httpx.get(url, headers={"Range": "bytes=0-99"})
+        assert (part.status_code, part.content) == (206, video.content[:100])
+    replay = Server("--replay", str(cassette), "--clock", "virtual", "--log-level", "warning")
+    try:
+        other = {"Authorization": "Bearer sk-ci-offline"}
+        assert httpx.post(f"{replay.base}/v1/runs", json=body, headers=other).json() == created
+        polled = httpx.get(f"{replay.base}/v1/runs/{created['id']}", headers=other).json()
+        [replayed_url] = polled["output"]["urls"]
+        replayed = httpx.get(replayed_url)
+        assert replayed.headers["content-type"] == "video/mp4"
+        assert replayed.content == video.content
+    finally:
+        replay.stop()
