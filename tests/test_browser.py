@@ -79,11 +79,13 @@ class Server(served.Server):
         super().__init__(*args)
         self.http = httpx.Client(base_url=self.base, timeout=10)
 
-    def create(self, prompt: str, scenario: str | None = None, **input_fields: Any) -> str:
+    def create(
+        self, prompt: str, scenario: str | None = None, model: str = GPT, **input_fields: Any
+    ) -> str:
         headers = {"Authorization": f"Bearer {KEY}"}
         if scenario:
             headers["X-Mock-Scenario"] = scenario
-        body = {"model": GPT, "input": {"prompt": prompt, **input_fields}}
+        body = {"model": model, "input": {"prompt": prompt, **input_fields}}
         response = self.http.post("/v1/runs", json=body, headers=headers)
         assert response.status_code == 200, response.text
         run_id: str = response.json()["id"]
@@ -252,6 +254,25 @@ def test_a_run_appears_and_succeeds_with_its_thumbnail_when_the_page_advances_th
     steps = page.texts(f"{row} .timeline .step.done")
     assert [step.split()[0] for step in steps] == ["pending", "processing", "succeeded"]
     page.screenshot("run-succeeded.png")
+
+
+def test_a_video_run_shows_its_poster_and_length_and_links_to_the_mp4(page: Page) -> None:
+    run_id = page.server.create(
+        "a drone over a canyon",
+        model="bytedance/seedance-1-lite",
+        resolution="480p",
+        duration="5",
+        aspect_ratio="16:9",
+    )
+    page.advance(600)  # videos take minutes under realistic timing
+    page.until_status(run_id, "succeeded")
+    row = f'tr.run[data-id="{run_id}"]'
+    assert "864\u00d7480 \u00b7 5 s video" in page.text(row)
+    [source] = page.until("the poster has loaded", lambda d: page.loaded_images(f"{row} img.thumb"))
+    assert source.startswith("blob:")
+    link = page.find(f"{row} a").get_attribute("href")
+    assert link is not None and link.endswith(".mp4")
+    assert page.server.http.get(link).headers["content-type"] == "video/mp4"
 
 
 def test_a_failed_run_is_marked_failed_and_its_refund_shows_in_the_balance(page: Page) -> None:
