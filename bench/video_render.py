@@ -5,7 +5,7 @@
 In this process, after one small unmeasured render (PyAV, libx264 and the fonts warmed up, as
 in a server that has rendered before): each case is rendered ``--repeats`` times with a fresh
 seed (nothing cached, the cost of a first request for new content), timing the wall clock and
-the CPU of the whole process (all threads: the segments are encoded on a small pool). Then
+the CPU of the whole process (all threads: the clip's two halves are encoded at once). Then
 the cost of serving it again: a ``MediaCache.get`` of the rendered bytes. Prints a markdown
 table and writes it to ``video.md``. A separate process times the import of the renderer.
 
@@ -130,7 +130,7 @@ def report(results: list[Measured], facts: dict[str, str], repeats: int) -> str:
         "",
         f"First render: median of {repeats} renders, each with a fresh seed (min in brackets);",
         "CPU is the whole process's, all threads: CPU over wall is the parallelism of the",
-        "segment encoders. Cached: one `MediaCache.get` of the rendered bytes. Peak RSS: the",
+        "two halves' encoders. Cached: one `MediaCache.get` of the rendered bytes. Peak RSS: the",
         "process's high-water mark after the clip's renders (the clips run smallest first).",
         "",
         "| clip | frames | audio | first render | CPU | size | bitrate | cached | peak RSS |",

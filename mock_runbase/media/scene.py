@@ -2,7 +2,7 @@
 
 The static part is `images.render_picture` (the PNG's gradient, shapes and caption) plus the
 track of a progress bar along the top edge and a grey box at the top right. A `Stage` holds it,
-converted once to yuv420p, and the geometry of what moves; it is read-only, so segments of one
+converted once to yuv420p, and the geometry of what moves; it is read-only, so parts of one
 video may be drawn by several threads at once. A `Painter` (one per thread) draws frames in its
 own buffer: it restores from the stage only the rectangles the previous frame drew on, then
 fills the progress bar, writes the timecode and frame counter in the box, and composites a disc
