@@ -11,7 +11,8 @@ so its modules import each other relatively only). The properties speak HTTP onl
     options.py      the run's options (server, keys, profile, live): session, strategies read them
     target.py       the HTTP seam: in-process app or base URL, control API probe, polling
     session.py      the run's one target, built from the options; hypothesis settings
-    strategies.py   hypothesis strategies built from the spec: valid inputs, broken rules
+    strategies.py   hypothesis strategies built from the spec: valid inputs of every model
+    breakers.py     each documented rule broken in turn, with the code the docs give it
     registry.py     contracts registered by name, violations that explain themselves
     report.py       the rich summary table
     conftest.py     options, the target fixture, selection, summary and JUnit properties

@@ -47,6 +47,9 @@ class Facts:
         self.real_bases = [u for u in servers if urlsplit(u).hostname not in LOCAL_HOSTS]
         self.real_hosts = {urlsplit(u).hostname for u in self.real_bases}
         self.run_schema = self.schema("Run")
+        # every price each model can cost, computed once: a model the suite cannot price
+        # fails here, at collection, naming the model (not as a KeyError inside a property)
+        self.accepted_prices = {m.id: self.priced(m) for m in self.catalog}
 
     # --- the document ---------------------------------------------------------------------
 
@@ -75,6 +78,8 @@ class Facts:
         return model, model.with_defaults(body["input"])
 
     def price(self, body: Any) -> Price:
+        """The catalog price of an accepted body; of any other, the most it could cost (the
+        named model's dearest option, else the catalog's), in case a server accepts it."""
         found = self.accepted(body)
         if found is not None:
             model, full_input = found
@@ -85,14 +90,25 @@ class Facts:
             return Price(max(prices(named)), False, named)
         return Price(self.most_expensive(), False)
 
+    def priced(self, model: Model) -> tuple[int, ...]:
+        """Every price of the option combinations the model's input schema accepts."""
+        validator = self.spec.input_validators[model.id]
+        found = tuple(model.prices(validator.is_valid))
+        if not found:
+            raise ValueError(f"{model.id}: no option combination its input schema accepts")
+        return found
+
     def cheapest(self, model: Model) -> int:
-        return min(prices(model))
+        """The least an accepted input of ``model`` costs."""
+        return min(self.accepted_prices[model.id])
 
     def most_expensive(self) -> int:
         return max(max(prices(m)) for m in self.catalog)
 
 
 def prices(model: Model) -> list[int]:
+    """Every price the catalog gives ``model``, accepted inputs or not (an upper bound for a
+    body the spec rejects but a server might accept)."""
     return model.prices()
 
 

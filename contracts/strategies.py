@@ -1,24 +1,27 @@
-"""Hypothesis strategies built from ``openapi.yaml``: inputs the spec accepts, and each rule
-of it broken in turn (a ``Breaker``), with the error code the docs give for that rule.
+"""Hypothesis strategies of inputs ``openapi.yaml`` accepts, for every model of its catalog.
 
-Valid inputs walk every combination the model's size table covers (which is exactly what its
-input schema accepts), prompts from one character to ``maxLength`` (unicode included) and
-0 to ``maxItems`` reference URLs. Breakers come from the schemas' own keywords: ``required``,
-``minLength``/``maxLength``, ``enum``, ``type``, ``maxItems``, ``x-runbase-max-bytes``, the
-``if``/``then`` of a conditional rule and the envelope's ``x-runbase-error-code``.
+A model's *options* are the input fields with few values: each ``enum`` field, each boolean,
+and each number at its bounds and default (a number is also drawn anywhere in its range).
+``option_choices`` lists every combination of them the model's input schema accepts (so the
+``if``/``then`` of a conditional rule is respected), read from the schema, never from a list
+kept here. Valid inputs draw one of those, prompts from one character to ``maxLength``
+(unicode included), 0 to ``maxItems`` reference URLs and defaulted fields sometimes left out.
+
+Rendering a file is the costly part of a run (a 4K PNG a few hundred milliseconds, a long 4K
+video seconds), so the properties that fetch files draw with ``cheap_media``: options whose
+file is small and short are preferred, and a number is never drawn above the option chosen.
+The rules broken in turn are in ``breakers``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import secrets
+import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeVar
 
-from hypothesis import example
+from hypothesis import assume, example
 from hypothesis import strategies as st
 
 from mock_runbase.catalog import Model, resolve_ref
@@ -27,49 +30,106 @@ from .facts import facts
 from .options import options
 
 __all__ = [
-    "Breaker",
-    "any_request",
-    "breakers",
+    "ID_ALPHABET",
+    "NUMBERS",
+    "media_cost",
+    "number_within",
+    "option_choices",
+    "properties_of",
     "run_ids",
+    "text_within",
+    "uri_items",
     "valid_bodies",
     "valid_inputs",
     "with_every_combination",
+    "with_every_media_variant",
 ]
 
 JSON = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
-INVALID_JSON, MODEL_NOT_FOUND, INVALID_INPUT = "invalid_json", "model_not_found", "invalid_input"
-MISSING_API_KEY = "missing_api_key"
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-WRONG_TYPES: dict[str, st.SearchStrategy[Any]] = {
-    "string": st.text(max_size=20),
-    "integer": st.integers(),
-    "null": st.none(),
-    "boolean": st.booleans(),
-    "array": st.lists(st.integers(), max_size=3),
-    "object": st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-}
+NUMBERS = ("number", "integer")
+EXAMPLE_PROMPT = "a lighthouse at dawn"
 
 
-@dataclass(frozen=True)
-class Request:
-    """What a breaker sends: a body (JSON value or raw bytes), headers, and the key or not."""
-
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    with_key: bool = True
+# --- a model's options ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Breaker:
-    name: str
-    rule: str
-    code: str
-    endpoint: str  # "create" or "get"
-    build: Callable[[st.DrawFn], Request] = field(repr=False)
+@cache
+def properties_of(model_id: str) -> dict[str, JSON]:
+    """The input schema's properties of a model, ``$ref`` resolved."""
+    model = model_of(model_id)
+    document = facts().document
+    return {
+        name: resolve_ref(document, prop)
+        for name, prop in model.input_schema.get("properties", {}).items()
+    }
 
-    def strategy(self) -> st.SearchStrategy[Request]:
-        return st.composite(lambda draw: self.build(draw))()
+
+def model_of(model_id: str) -> Model:
+    model = facts().catalog.get(model_id)
+    if model is None:
+        raise KeyError(f"no model {model_id!r} in the catalog")
+    return model
+
+
+def option_values(prop: JSON) -> list[Any]:
+    """The values of an option field worth trying each of; none for other fields."""
+    if "const" in prop:
+        return [prop["const"]]
+    if "enum" in prop:
+        return list(prop["enum"])
+    if prop.get("type") == "boolean":
+        return [False, True]
+    if prop.get("type") in NUMBERS:
+        return sorted({prop[k] for k in ("minimum", "default", "maximum") if k in prop})
+    return []
+
+
+def placeholder(model_id: str) -> JSON:
+    """The shortest required strings (a prompt of one character), to judge options alone."""
+    required = model_of(model_id).input_schema.get("required", [])
+    return {
+        name: "x" * max(1, prop.get("minLength", 1))
+        for name, prop in properties_of(model_id).items()
+        if name in required and prop.get("type") == "string"
+    }
+
+
+@cache
+def option_choices(model_id: str) -> tuple[JSON, ...]:
+    """Every combination of the model's option fields that its input schema accepts."""
+    values = {n: v for n, p in properties_of(model_id).items() if (v := option_values(p))}
+    names = sorted(values)
+    validator = facts().spec.input_validators[model_id]
+    base = placeholder(model_id)
+    combinations = (
+        dict(zip(names, chosen, strict=True))
+        for chosen in itertools.product(*(values[n] for n in names))
+    )
+    found = tuple(c for c in combinations if validator.is_valid({**base, **c}))
+    if not found:
+        raise ValueError(f"{model_id}: its input schema accepts no combination of its options")
+    return found
+
+
+def full(model: Model, fields: JSON) -> JSON:
+    return model.with_defaults({**placeholder(model.id), **fields})
+
+
+def media_cost(model: Model, fields: JSON) -> float:
+    """How much there is to render for these options: pixels, times frames for a video."""
+    complete = full(model, fields)
+    width, height = model.output_size(complete)
+    frames = model.duration_s(complete) * model.fps(complete) if model.kind == "video" else 1
+    return width * height * max(1.0, frames)
+
+
+def cheap_first(model: Model, choices: list[JSON]) -> st.SearchStrategy[JSON]:
+    """Half the draws from the quarter of ``choices`` with the least to render, half from all."""
+    ranked = sorted(choices, key=lambda c: media_cost(model, c))
+    cheapest = ranked[: max(1, len(ranked) // 4)]
+    return st.one_of(st.sampled_from(cheapest), st.sampled_from(ranked))
 
 
 # --- valid inputs -------------------------------------------------------------------------
@@ -80,8 +140,18 @@ def text_within(schema: JSON) -> st.SearchStrategy[str]:
     short = st.text(min_size=low, max_size=min(high or 64, 64))
     if high is None:
         return short
-    full = st.sampled_from(["a", "é", "字", "🦊", "ẞ"]).map(lambda c: c * high)
-    return st.one_of(short, full, st.text(min_size=low, max_size=high))
+    full_length = st.sampled_from(["a", "é", "字", "🦊", "ẞ"]).map(lambda c: c * high)
+    return st.one_of(short, full_length, st.text(min_size=low, max_size=high))
+
+
+def number_within(prop: JSON, high: float | None = None) -> st.SearchStrategy[float]:
+    """Any number the field accepts, up to ``high`` if given."""
+    low, top = prop.get("minimum"), prop.get("maximum")
+    if high is not None:
+        top = high if top is None else min(top, high)
+    if prop.get("type") == "integer":
+        return st.integers(low, top)
+    return st.floats(low, top, allow_nan=False, allow_infinity=False)
 
 
 def uri_items(schema: JSON) -> st.SearchStrategy[str]:
@@ -97,27 +167,31 @@ def uri_items(schema: JSON) -> st.SearchStrategy[str]:
 
 
 def valid_inputs(
-    model: Model, *, cheapest: bool = False, references: bool = True
+    model: Model, *, cheapest: bool = False, references: bool = True, cheap_media: bool = False
 ) -> st.SearchStrategy[JSON]:
-    """Inputs the spec accepts: every covered combination (only the cheapest ones when
-    ``cheapest``), any prompt length, reference URLs, defaulted fields sometimes left out."""
-    combos = [fields for fields, _ in model.size_combinations()]
+    """Inputs the spec accepts: any combination of options (only those at the model's lowest
+    price when ``cheapest``; those with little to render first when ``cheap_media``), numbers
+    anywhere in range, any prompt length, reference URLs, defaulted fields sometimes left out."""
+    choices = list(option_choices(model.id))
     if cheapest:
         floor = facts().cheapest(model)
-        combos = [c for c in combos if model.cost_usd(model.with_defaults(c)) == floor]
-    properties = {
-        name: resolve_ref(facts().document, prop)
-        for name, prop in model.input_schema.get("properties", {}).items()
-    }
+        choices = [c for c in choices if model.cost_usd(full(model, c)) == floor]
+    picked = cheap_first(model, choices) if cheap_media else st.sampled_from(choices)
+    properties = properties_of(model.id)
+    required = model.input_schema.get("required", [])
+    numbers = {n: p for n, p in properties.items() if p.get("type") in NUMBERS}
     validator = facts().spec.input_validators[model.id]
 
     @st.composite
     def build(draw: st.DrawFn) -> JSON:
-        chosen: JSON = dict(draw(st.sampled_from(combos)))
+        chosen: JSON = dict(draw(picked))
+        for name, prop in numbers.items():  # a price per second is exact at any length
+            if not cheapest and name in chosen and draw(st.booleans()):
+                chosen[name] = draw(number_within(prop, chosen[name] if cheap_media else None))
         for name, prop in properties.items():
             if name in chosen:
                 continue
-            if prop.get("type") == "string" and name in model.input_schema.get("required", []):
+            if prop.get("type") == "string" and (name in required or draw(st.booleans())):
                 chosen[name] = draw(text_within(prop))
             elif prop.get("type") == "array" and references and draw(st.booleans()):
                 items = resolve_ref(facts().document, prop.get("items", {}))
@@ -127,17 +201,24 @@ def valid_inputs(
                 trimmed = {k: v for k, v in chosen.items() if k != name}
                 if validator.is_valid(trimmed):
                     chosen = trimmed
+        assume(validator.is_valid(chosen))  # a conditional rule on a number or a string
         return chosen
 
     return build()
 
 
-def valid_bodies(*, cheapest: bool = False, references: bool = True) -> st.SearchStrategy[JSON]:
+def valid_bodies(
+    *, cheapest: bool = False, references: bool = True, cheap_media: bool = False
+) -> st.SearchStrategy[JSON]:
+    """A valid body of any model (each as likely), or of the cheapest ones when ``cheapest``."""
     models = list(facts().catalog)
     if cheapest:
         floor = min(facts().cheapest(m) for m in models)
         models = [m for m in models if facts().cheapest(m) == floor]
-    inputs = {m.id: valid_inputs(m, cheapest=cheapest, references=references) for m in models}
+    inputs = {
+        m.id: valid_inputs(m, cheapest=cheapest, references=references, cheap_media=cheap_media)
+        for m in models
+    }
 
     @st.composite
     def body(draw: st.DrawFn) -> JSON:
@@ -155,224 +236,44 @@ def run_ids() -> st.SearchStrategy[str]:
     return st.one_of(shaped, anything)
 
 
+# --- explicit examples ----------------------------------------------------------------------
+
+
 def every_combination() -> Iterator[JSON]:
-    """One body per model and per combination its size table covers (every ratio x size)."""
+    """One body per model and per combination of its options the schema accepts."""
     for model in facts().catalog:
-        for fields, _ in model.size_combinations():
-            yield {"model": model.id, "input": {"prompt": "a lighthouse at dawn", **fields}}
+        for fields in option_choices(model.id):
+            yield {"model": model.id, "input": {"prompt": EXAMPLE_PROMPT, **fields}}
 
 
-def with_every_combination(test: F) -> F:
-    """Try every combination explicitly, on top of the random examples (not when live: each
-    one is a paid run)."""
-    if options().live:
+def every_media_variant() -> Iterator[JSON]:
+    """One body per model and per kind of file it makes (a video with or without sound, at
+    each frame rate): the options with the least to render."""
+    for model in facts().catalog:
+        variants: dict[tuple[bool, int], JSON] = {}
+        ranked = sorted(option_choices(model.id), key=lambda c: media_cost(model, c))
+        for fields in ranked:
+            complete = full(model, fields)
+            variants.setdefault((model.has_audio(complete), model.fps(complete)), fields)
+        for fields in variants.values():
+            yield {"model": model.id, "input": {"prompt": EXAMPLE_PROMPT, **fields}}
+
+
+def with_examples(test: F, bodies: Iterator[JSON]) -> F:
+    if options().live:  # each one is a paid run
         return test
-    for body in every_combination():
+    for body in bodies:
         test = example(body=body)(test)
     return test
 
 
-# --- rules broken in turn -----------------------------------------------------------------
+def with_every_combination(test: F) -> F:
+    """Try every model's every accepted combination of options explicitly, on top of the
+    random examples (not when live: each one is a paid run)."""
+    return with_examples(test, every_combination())
 
 
-def breakers() -> list[Breaker]:
-    found = envelope_breakers() + auth_breakers()
-    for model in facts().catalog:
-        found += input_breakers(model)
-    codes = set(facts().create.codes) | set(facts().get.codes)
-    unknown = {b.code for b in found} - codes
-    assert not unknown, f"breakers expect codes the spec does not document: {unknown}"
-    return found
-
-
-def with_input(model: Model, change: Callable[[JSON, st.DrawFn], JSON]) -> Callable[..., Request]:
-    def build(draw: st.DrawFn) -> Request:
-        valid = draw(valid_inputs(model, references=False))
-        return Request({"model": model.id, "input": change(valid, draw)})
-
-    return build
-
-
-def input_breakers(model: Model) -> list[Breaker]:
-    schema = model.input_schema
-    out: list[Breaker] = []
-
-    def add(name: str, rule: str, change: Callable[[JSON, st.DrawFn], JSON]) -> None:
-        label = f"{model.id}: {name}"
-        out.append(Breaker(label, rule, INVALID_INPUT, "create", with_input(model, change)))
-
-    for name in schema.get("required", []):
-        add(f"input.{name} missing", f"input.{name} is required", drop(name))
-    for name, raw in schema.get("properties", {}).items():
-        prop = resolve_ref(facts().document, raw)
-        kind = prop.get("type")
-        if kind == "string" and prop.get("minLength", 0) > 0:
-            low = prop["minLength"]
-            add(f"input.{name} too short", f"input.{name}: at least {low} characters",
-                put(name, st.just("x" * (low - 1))))  # fmt: skip
-        if kind == "string" and "maxLength" in prop:
-            high = prop["maxLength"]
-            longer = st.integers(high + 1, high + 64).map(lambda n: "p" * n)
-            add(f"input.{name} too long", f"input.{name}: at most {high} characters",
-                put(name, longer))  # fmt: skip
-        if kind in WRONG_TYPES:
-            others = st.one_of(*(s for t, s in WRONG_TYPES.items() if t != kind))
-            add(f"input.{name} not {a(kind)}", f"input.{name} is {a(kind)}", put(name, others))
-        if "enum" in prop:
-            members = prop["enum"]
-            add(f"input.{name} not one of its values", f"input.{name}: one of {', '.join(members)}",
-                put(name, not_one_of(members)))  # fmt: skip
-        if kind == "array":
-            array_breakers(name, prop, add)
-    conditional_breakers(model, add)
-    return out
-
-
-def not_one_of(members: list[Any]) -> st.SearchStrategy[Any]:
-    """Values outside an enum, its members with their case swapped first (``4k`` for ``4K``)."""
-    near = st.sampled_from(members).map(lambda v: v.swapcase() if isinstance(v, str) else v)
-    anything: st.SearchStrategy[Any] = st.one_of(near, st.text(max_size=8), st.integers())
-    return anything.filter(lambda value: value not in members)
-
-
-def array_breakers(name: str, prop: JSON, add: Callable[..., None]) -> None:
-    items = resolve_ref(facts().document, prop.get("items", {}))
-    if "maxItems" in prop:
-        high = prop["maxItems"]
-        many = st.lists(uri_items(items), min_size=high + 1, max_size=high + 4)
-        add(f"input.{name} more than {high} items", f"input.{name}: at most {high} items",
-            put(name, many))  # fmt: skip
-    limit = items.get("x-runbase-max-bytes")
-    if limit is not None:
-        payload = base64.b64encode(b"\0" * (limit + 1)).decode()
-        big = st.just(["data:image/png;base64," + payload])
-        add(f"input.{name} item over {limit} bytes", f"input.{name}: each at most {limit} bytes",
-            put(name, big))  # fmt: skip
-
-
-def conditional_breakers(model: Model, add: Callable[..., None]) -> None:
-    """``if`` (fields with ``const`` values) met and ``then`` broken, one way at a time."""
-    schema = model.input_schema
-    condition, then = schema.get("if"), schema.get("then")
-    if not condition or not then:
-        return
-    forced = {k: v["const"] for k, v in condition.get("properties", {}).items() if "const" in v}
-    rule = then.get("description", f"when {forced}: {then}")
-    when = ", ".join(f"{k}={v}" for k, v in forced.items())
-    for name in then.get("required", []):
-        add(f"{when} without {name}", rule, lambda i, d, n=name: {**drop(n)(i, d), **forced})
-    for name, sub in then.get("properties", {}).items():
-        members = resolve_ref(facts().document, schema["properties"][name]).get("enum", [])
-        outside = [v for v in members if v not in sub.get("enum", members)]
-        if outside:
-            change = put(name, st.sampled_from(outside), forced)
-            add(f"{when} with another {name}", rule, change)
-
-
-def a(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
-def drop(name: str) -> Callable[[JSON, st.DrawFn], JSON]:
-    return lambda valid, draw: {k: v for k, v in valid.items() if k != name}
-
-
-def put(
-    name: str, values: st.SearchStrategy[Any], also: JSON | None = None
-) -> Callable[[JSON, st.DrawFn], JSON]:
-    return lambda valid, draw: {**valid, **(also or {}), name: draw(values)}
-
-
-def envelope_breakers() -> list[Breaker]:
-    envelope = facts().schema("RunEnvelope")
-    out: list[Breaker] = []
-    body = valid_bodies(references=False)
-    for name in envelope["required"]:
-        prop = envelope["properties"][name]
-        code = prop["x-runbase-error-code"]
-        others = st.one_of(*(s for t, s in WRONG_TYPES.items() if t != prop.get("type")))
-
-        def missing(draw: st.DrawFn, n: str = name) -> Request:
-            return Request({k: v for k, v in draw(body).items() if k != n})
-
-        def wrong(draw: st.DrawFn, n: str = name, o: Any = others) -> Request:
-            return Request({**draw(body), n: draw(o)})
-
-        rule = f"`{name}` is required and is {a(prop.get('type', 'value'))}"
-        out.append(Breaker(f"{name} missing", rule, code, "create", missing))
-        out.append(
-            Breaker(f"{name} not {a(prop.get('type', 'value'))}", rule, code, "create", wrong)
-        )
-    names = st.text(min_size=1, max_size=40).filter(lambda m: facts().catalog.get(m) is None)
-
-    def unknown_model(draw: st.DrawFn) -> Request:
-        return Request({**draw(body), "model": draw(names)})
-
-    def not_json(draw: st.DrawFn) -> Request:
-        text = json.dumps(draw(body))
-        raw = draw(st.one_of(st.just(text[: draw(st.integers(0, len(text) - 1))].encode()),
-                             st.binary(max_size=64)))  # fmt: skip
-        try:
-            json.loads(raw)
-        except ValueError:
-            return Request(raw)
-        return Request(raw + b"}")  # now it is not JSON
-
-    out.append(Breaker("unknown model", "model names a catalog model", MODEL_NOT_FOUND, "create",
-                       unknown_model))  # fmt: skip
-    out.append(Breaker("body not JSON", "the body is JSON", INVALID_JSON, "create", not_json))
-    return out
-
-
-def auth_breakers() -> list[Breaker]:
-    """A missing header, or one not of the form ``Bearer <key>`` (documented: missing_api_key)."""
-    key = "sk-contract-" + secrets.token_hex(4)
-    headers = st.sampled_from(
-        [None, "", "Bearer", key, f"Basic {key}", f"Token {key}", f"Bearer {key} x"]
-    )
-    rule = "Authorization: Bearer <key> on every request"
-    out = []
-    for endpoint in ("create", "get"):
-
-        def build(draw: st.DrawFn, endpoint: str = endpoint) -> Request:
-            header = draw(headers)
-            sent = {} if header is None else {"Authorization": header}
-            body = draw(valid_bodies(references=False)) if endpoint == "create" else None
-            return Request(body, sent, with_key=False)
-
-        out.append(Breaker(f"{endpoint}: no usable Authorization", rule, MISSING_API_KEY,
-                           endpoint, build))  # fmt: skip
-    return out
-
-
-# --- anything at all ------------------------------------------------------------------------
-
-
-@cache
-def BREAKERS() -> list[Breaker]:
-    return breakers()
-
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
-@st.composite
-def any_request(draw: st.DrawFn) -> tuple[str, Request]:
-    """Either documented operation, with any body and any Authorization header."""
-    if draw(st.booleans()):
-        breaker = draw(st.sampled_from(BREAKERS()))
-        return breaker.endpoint, draw(breaker.strategy())
-    endpoint = draw(st.sampled_from(["create", "get"]))
-    printable = st.from_regex(r"[!-~]([ -~]{0,28}[!-~])?", fullmatch=True)
-    header = draw(st.one_of(st.none(), printable, st.just("key")))
-    headers = {} if header in (None, "key") else {"Authorization": header}
-    if endpoint == "get":
-        return "get", Request(None, headers, with_key=header == "key")
-    body = draw(st.one_of(st.binary(max_size=80), JSON_VALUES, valid_bodies(references=False)))
-    return "create", Request(body, headers, with_key=header == "key")
+def with_every_media_variant(test: F) -> F:
+    """Try each model's cheapest file of every kind it makes explicitly, on top of the random
+    examples (not when live: each one is a paid run)."""
+    return with_examples(test, every_media_variant())

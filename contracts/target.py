@@ -26,7 +26,7 @@ from .facts import Price, facts
 from .spend import Ledger, SpendCapReached
 
 if TYPE_CHECKING:
-    from .strategies import Request
+    from .breakers import Request
 
 __all__ = ["NOT_JSON", "Control", "Exchange", "Keys", "Target", "spend_line"]
 
@@ -254,9 +254,13 @@ class Target:
         headers: dict[str, str] | None = None,
         retry_rate_limited: bool = True,
     ) -> Exchange:
-        """``POST /runs`` through the spend ledger: priced first, refused if past the cap."""
+        """``POST /runs`` through the spend ledger: priced first, refused if past the cap (a
+        create without one of our keys is free: no account of ours can be charged for it)."""
+        billed = key is not None or any(
+            k in v for k in self.keys.secret for v in (headers or {}).values()
+        )
         for attempt in range(RETRIES + 1):
-            held, price = self.hold(body)
+            held, price = self.hold(body, billed)
             try:
                 exchange = self.send(
                     "POST", "/runs", key=key, body=body, headers=headers, retry_rate_limited=False
@@ -271,7 +275,7 @@ class Target:
             self.pause(retry_after(exchange, attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def hold(self, body: Any) -> tuple[int, Price]:
+    def hold(self, body: Any, billed: bool = True) -> tuple[int, Price]:
         """Reserve what a create of ``body`` may cost, or skip the contract at the cap."""
         parsed = body
         if isinstance(body, bytes):
@@ -280,7 +284,9 @@ class Target:
             except ValueError:
                 parsed = None
         price = facts().price(parsed)
-        if self.ledger.surprised:  # this server charges what the catalog does not say
+        if not billed:
+            amount = 0
+        elif self.ledger.surprised:  # this server charges what the catalog does not say
             amount = facts().most_expensive()
         else:
             amount = price.micro_usd if price.accepted else 0
@@ -328,16 +334,20 @@ class Target:
         else:
             time.sleep(seconds)
 
-    def poll(self, run_id: str, key: str, steps: Iterable[float] = ()) -> list[Exchange]:
-        """Poll until a terminal state, an error, or ``run_timeout`` seconds (of the target's
-        clock); ``steps`` are the first waits between polls, then they grow from 50 ms to 2 s."""
+    def poll(
+        self, run_id: str, key: str, steps: Iterable[float] = (), timeout: float | None = None
+    ) -> list[Exchange]:
+        """Poll until a terminal state, an error, or ``timeout`` (default ``run_timeout``)
+        seconds of the target's clock; ``steps`` are the first waits between polls, then they
+        grow from 50 ms to 2 s."""
+        limit = self.run_timeout if timeout is None else timeout
         polls: list[Exchange] = []
         waited = 0.0
         for wait in waits(steps):
             polls.append(self.get_run(run_id, key))
             data = polls[-1].data
             done = not isinstance(data, dict) or data.get("status") in TERMINAL
-            if polls[-1].status != 200 or done or waited >= self.run_timeout:
+            if polls[-1].status != 200 or done or waited >= limit:
                 return polls
             self.pause(wait)
             waited += wait
@@ -414,10 +424,15 @@ def retry_after(exchange: Exchange, attempt: int) -> float:
 def describe_create(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("input"), dict):
         fields = ", ".join(
-            f"{k}={v}" for k, v in body["input"].items() if k != "prompt" and len(str(v)) <= 20
+            f"{k}={v}" for k, v in body["input"].items() if k != "prompt" and is_option(v)
         )
         return f"a create of {str(body.get('model'))[:40]} ({fields or 'defaults'})"
     return "a create"
+
+
+def is_option(value: Any) -> bool:
+    """A short scalar (never a list of references: a data: URI may be megabytes)."""
+    return isinstance(value, str | int | float) and len(str(value)) <= 20
 
 
 def spend_line(ledger: Ledger, runs: int) -> str:

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import given, reject
 
 from . import expect
+from .breakers import Request, any_request
 from .facts import facts
 from .registry import contract
-from .strategies import Request, any_request
 from .target import Target
 
 

@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from . import expect
+from .breakers import BREAKERS, Breaker
 from .facts import facts
 from .options import options
 from .registry import contract
-from .strategies import BREAKERS, Breaker, run_ids, valid_bodies, with_every_combination
+from .strategies import run_ids, valid_bodies, with_every_combination
 from .target import Target
 
 LIVE = options().live
@@ -22,7 +23,8 @@ LIVE = options().live
 @contract(
     "valid_input_is_accepted_pending_at_catalog_price",
     rule="a create whose input the spec accepts is answered at once with a run: "
-    "status pending, the catalog's costUsd",
+    "status pending, the catalog's costUsd (every model's every combination of options, "
+    "then random inputs of any model)",
     creates_runs=True,
     examples=40,
 )

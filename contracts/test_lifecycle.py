@@ -1,5 +1,6 @@
 """A run's life as polls see it: states only move forward and end for good, a succeeded run's
-URL serves a PNG of the catalog's size, and no other account can see the run."""
+URL serves the file the catalog describes (a PNG of its size, or an MP4 of its frame size,
+length and sound), and no other account can see the run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from . import expect
 from .facts import facts
 from .options import options
 from .registry import contract, note, violation
-from .strategies import valid_bodies, with_every_combination
+from .strategies import valid_bodies, with_every_media_variant
 from .target import Exchange, Target
 
 LIVE = options().live
@@ -21,8 +22,10 @@ RANK = {"pending": 0, "processing": 1, "succeeded": 2, "failed": 2}
 LIFECYCLE = "pending* -> processing* -> one terminal state (succeeded or failed), never back"
 STEPS = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0]  # seconds between polls
 STABLE = ("status", "id", "model", "costUsd", "createdAt", "completedAt", "output", "error")
-SIZE_SOURCE = {m.id: m.extension["outputSize"].get("x-runbase-source", "documented") for m in
-               facts().catalog}  # fmt: skip
+MEDIA_SOURCES = sorted(
+    {m.extension["outputSize"].get("x-runbase-source", "documented") for m in facts().catalog}
+    | {m.video.get("x-runbase-source", "documented") for m in facts().catalog if m.video}
+)
 
 
 def instant(stamp: str) -> datetime:
@@ -40,7 +43,7 @@ def statuses(polls: list[Exchange]) -> list[Any]:
     examples=25,
 )
 @given(
-    body=valid_bodies(cheapest=True, references=False),
+    body=valid_bodies(cheapest=LIVE, references=False),
     steps=st.lists(st.sampled_from(STEPS), max_size=12),
 )
 def test_polling_is_monotonic(target: Target, body: dict[str, Any], steps: list[float]) -> None:
@@ -74,35 +77,27 @@ def test_polling_is_monotonic(target: Target, body: dict[str, Any], steps: list[
 
 
 @contract(
-    "succeeded_run_serves_png_of_catalog_size",
-    rule="a succeeded run's output URL serves a PNG of the catalog's pixel size",
-    source="sizes " + "/".join(sorted(set(SIZE_SOURCE.values()))),
+    "succeeded_run_serves_media_of_catalog_size",
+    rule="a succeeded run's output URL serves the catalog's file: a PNG of its pixel size, or "
+    "an MP4 of its frame size, length (to 0.1 s) and frame rate, with sound exactly where the "
+    "catalog says (tried on each model's smallest file of each kind, then on random inputs "
+    "that prefer small, short files: half from a model's cheapest quarter of options)",
+    source="sizes and lengths " + "/".join(MEDIA_SOURCES),
     creates_runs=True,
     examples=10,
 )
-@with_every_combination
-@given(body=valid_bodies(cheapest=LIVE, references=False))
-def test_succeeded_run_serves_png_of_catalog_size(target: Target, body: dict[str, Any]) -> None:
+@with_every_media_variant
+@given(body=valid_bodies(cheapest=LIVE, references=False, cheap_media=True))
+def test_succeeded_run_serves_media_of_catalog_size(target: Target, body: dict[str, Any]) -> None:
     key = target.keys.key()
     price = facts().price(body)
-    assert price.model is not None and price.full_input is not None
     run = expect.created(target.create(body, key), price)
     final = expect.run_body(expect.finished(target, run, key, [])[-1], facts().get)
     if final["status"] != "succeeded":
-        note("some runs failed; only succeeded runs have images to check")
+        note("some runs failed; only succeeded runs have files to check")
         reject()
-    width, height = price.model.output_size(price.full_input)
     for url in final["output"]["urls"]:
-        image = target.fetch(url)
-        size = expect.png_size(image.body) if image.status == 200 else None
-        if size != (width, height):
-            got = f"a {size[0]}x{size[1]} PNG" if size else f"not a PNG: {image.shown()[:120]}"
-            raise violation(
-                f"output image is {got}",
-                received=f"GET {url} -> {image.status} {image.headers.get('content-type')}, {got}",
-                documented=f"a {width}x{height} PNG for {price.model.id} {price.full_input}",
-                curl=image.curl(),
-            )
+        expect.media_of_catalog(target.fetch(url), price)
 
 
 @contract(
@@ -111,7 +106,7 @@ def test_succeeded_run_serves_png_of_catalog_size(target: Target, body: dict[str
     creates_runs=True,
     examples=5,
 )
-@given(body=valid_bodies(cheapest=True, references=False))
+@given(body=valid_bodies(cheapest=LIVE, references=False))
 def test_run_is_invisible_to_another_key(
     target: Target, other_key: str, body: dict[str, Any]
 ) -> None:

@@ -25,7 +25,7 @@ REQUIRED = {  # the properties issue #6 lists, and the control API's
     "valid_input_is_accepted_pending_at_catalog_price",
     "invalid_input_gets_its_documented_code",
     "polling_is_monotonic",
-    "succeeded_run_serves_png_of_catalog_size",
+    "succeeded_run_serves_media_of_catalog_size",
     "run_is_invisible_to_another_key",
     "unknown_run_is_run_not_found",
     "error_bodies_have_message_and_code",

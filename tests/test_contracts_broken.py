@@ -6,6 +6,7 @@ The apps are module attributes so that the suite, in its own process, can import
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.app import create_app
@@ -100,6 +102,26 @@ def lower_case_rate_limited() -> ASGIApp:
     return Rewrite(mock(), response=lambda body: body.replace(b'"RATE_LIMITED"', b'"rate_limited"'))
 
 
+def without_sound(body: bytes) -> bytes:
+    """An MP4 remuxed with its video track alone (any other body as it was)."""
+    if body[4:8] != b"ftyp":
+        return body
+    out = io.BytesIO()
+    with av.open(io.BytesIO(body), "r") as source, av.open(out, "w", format="mp4") as target:
+        video = source.streams.video[0]
+        copy = target.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = copy
+                target.mux(packet)
+    return out.getvalue()
+
+
+def videos_without_sound() -> ASGIApp:
+    """The fault: every video is served without its sound track, whatever the catalog says."""
+    return Rewrite(mock(), response=without_sound)
+
+
 # The contracts explain their failures themselves, so pytest's assertion rewriting (costly at
 # start-up where bytecode is not cached) is not needed.
 QUIET = ("-p", "no:cacheprovider", "--assert=plain")
@@ -142,3 +164,14 @@ def test_suite_catches_a_lower_case_rate_limited_code(tmp_path: Path) -> None:
     assert result.returncode == 1, output
     assert "expected 429 RATE_LIMITED" in output
     assert '"code":"rate_limited"' in output
+
+
+def test_suite_catches_a_video_served_without_its_sound(tmp_path: Path) -> None:
+    app = "tests.test_contracts_broken:videos_without_sound"
+    check = "succeeded_run_serves_media_of_catalog_size"
+    result = run_contracts(tmp_path, "--app", app, "--check", check, "--contract-profile", "quick")
+    output = result.stdout
+    assert result.returncode == 1, output
+    assert "output video differs from the catalog: sound track" in output
+    assert "without audio" in output and "with audio" in output
+    assert "Reproduce with:" in output and "curl -sS -X GET" in output
