@@ -441,3 +441,15 @@ def test_list_accounts(tmp_path: Path, make_mock: MockFactory) -> None:
     assert by_name[mine]["spentUsd"] == 50_000
     scoped = mock.client.get("/_mock/accounts", headers={"Authorization": f"Bearer {KEY}"})
     assert [a["account"] for a in scoped.json()["accounts"]] == [mine]
+
+
+def test_a_balance_beyond_the_documented_maximum_is_refused_and_changes_nothing(
+    mock: Mock,
+) -> None:
+    name = mock.account()["account"]
+    before = mock.account()
+    for balance in (2**64, 10**15 + 1):
+        response = mock.client.put(f"/_mock/accounts/{name}", json={"balanceUsd": balance})
+        assert error_of(response) == (400, "invalid_request")
+        assert "balanceUsd" in response.json()["error"]["message"]
+    assert mock.account() == before
