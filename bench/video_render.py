@@ -156,6 +156,69 @@ def report(results: list[Measured], facts: dict[str, str], repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+HTTP_CASES = (  # (label, model, input): the smallest and the largest video the catalog makes
+    (
+        "smallest: Seedance 1.5 Pro 480p 4 s",
+        "bytedance/seedance-1.5-pro",
+        {"resolution": "480p", "duration": "4", "generate_audio": False},
+    ),
+    ("largest: Kling 3.0 4K 15 s", "kling/kling-3.0", {"mode": "4K", "duration": 15}),
+)
+HTTP_GETS = 200
+
+
+def http_serves() -> list[str]:
+    """Markdown rows: a cached video served by the whole app (in process, over ASGI, no
+    socket): the first GET (which renders) and the median of later whole and 1 MB ranged GETs."""
+    import asyncio
+    import statistics
+
+    import httpx
+
+    from mock_runbase.app import create_app
+    from mock_runbase.settings import MockSettings
+
+    async def one(model: str, fields: dict[str, object]) -> tuple[float, float, float, int]:
+        app = create_app(MockSettings(timing="instant", clock="virtual", rate_limit=None))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mock.bench") as client:
+            auth = {"Authorization": "Bearer sk-bench"}
+            body = {"model": model, "input": {"prompt": "a benchmark", **fields}}
+            run = (await client.post("/v1/runs", json=body, headers=auth)).json()
+            done = (await client.get(f"/v1/runs/{run['id']}", headers=auth)).json()
+            url = done["output"]["urls"][0]
+            started = time.perf_counter()
+            size = len((await client.get(url)).content)
+            first = time.perf_counter() - started
+            wholes, ranges = [], []
+            for _ in range(HTTP_GETS):
+                started = time.perf_counter()
+                await client.get(url)
+                wholes.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await client.get(url, headers={"Range": "bytes=0-1048575"})
+                ranges.append(time.perf_counter() - started)
+        return first, statistics.median(wholes), statistics.median(ranges), size
+
+    rows = [
+        "",
+        "Served by the app (in process over ASGI, no socket; `--timing instant`): the first",
+        f"GET renders, then the median of {HTTP_GETS} whole GETs and {HTTP_GETS} GETs of",
+        "`Range: bytes=0-1048575` from the cache.",
+        "",
+        "| video | size | first GET (render) | cached GET | cached 1 MB range |",
+        "|---|---|---|---|---|",
+    ]
+    for label, model, fields in HTTP_CASES:
+        log(f"serving {label}")
+        first, whole, ranged, size = asyncio.run(one(model, fields))
+        rows.append(
+            f"| {label} | {size / 1e6:.2f} MB | {first:.2f} s | {whole * 1000:.2f} ms "
+            f"| {ranged * 1000:.2f} ms |"
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="renders per clip (3)")
@@ -177,7 +240,7 @@ def main() -> None:
     render(Case("warm-up", 64, 48, 0.5, 24, True), seed=0)
     results = [measure(case, args.repeats) for case in CASES]
     facts["load average at end"] = load_average()
-    text = report(results, facts, args.repeats)
+    text = report(results, facts, args.repeats) + "\n".join(http_serves()) + "\n"
     print(text)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "video.md").write_text(text)
