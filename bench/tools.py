@@ -21,6 +21,7 @@ __all__ = [
     "BENCH_DIR",
     "CACHE_DIR",
     "REPO_DIR",
+    "common_facts",
     "ensure_matplotlib",
     "ensure_prism",
     "ensure_py_spy",
@@ -178,16 +179,23 @@ def source_state() -> str:
     return (head or "unknown") + changed
 
 
-def machine_facts(wrk: str) -> dict[str, str]:
-    wrk_version = run_quiet([wrk, "-v"]).stdout.strip().splitlines()
-    node = run_quiet(["node", "--version"]).stdout.strip() if shutil.which("node") else "none"
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+def common_facts() -> dict[str, str]:
+    """When, at which commit and on what machine a benchmark ran."""
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": source_state(),
         "nproc": str(os.cpu_count()),
         "cpu": cpu_model(),
         "python": platform.python_version(),
+    }
+
+
+def machine_facts(wrk: str) -> dict[str, str]:
+    wrk_version = run_quiet([wrk, "-v"]).stdout.strip().splitlines()
+    node = run_quiet(["node", "--version"]).stdout.strip() if shutil.which("node") else "none"
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return {
+        **common_facts(),
         "uvicorn": package_version("uvicorn"),
         "starlette": package_version("starlette"),
         "uvloop": package_version("uvloop"),

@@ -18,9 +18,6 @@ so the load average is recorded before and after.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -29,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import BENCH_DIR, cpu_model, log, package_version, source_state
+from tools import BENCH_DIR, common_facts, log, package_version
 
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.video import frame_count, render_mp4
@@ -225,11 +222,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results", help="video.md here")
     args = parser.parse_args()
     facts = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": source_state(),
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu_model(),
-        "python": platform.python_version(),
+        **common_facts(),
         "PyAV": package_version("av"),
         "numpy": package_version("numpy"),
         "pillow": package_version("pillow"),

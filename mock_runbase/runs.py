@@ -13,6 +13,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any, Literal
 
 import orjson
@@ -64,6 +65,7 @@ TIMING_PROFILES: dict[str, TimingProfile] = {
 }
 
 
+@cache  # a handful of (profile, model) pairs: no new profile per create
 def timing_for(profile: TimingProfile, model: Timing) -> TimingProfile:
     """The profile a run of a model with ``model`` timing follows."""
     if not profile.per_model:

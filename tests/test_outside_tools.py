@@ -146,18 +146,23 @@ def test_a_generated_client_has_no_operation_of_the_mocks_own(generated: ModuleT
     assert modules == ["create_run", "get_run"]
 
 
+def gpt_image_2(models: ModuleType, prompt: str, ratio: str, resolution: str) -> Any:
+    """A create request built from the generated models alone."""
+    return models.GptImage2RunRequest(
+        model="openai/gpt-image-2",
+        input_=models.GptImage2Input(
+            prompt=prompt,
+            aspect_ratio=models.GptImage2InputAspectRatio(ratio),
+            resolution=models.GptImage2InputResolution(resolution),
+        ),
+    )
+
+
 def test_a_generated_client_drives_the_mock(generated: ModuleType, virtual: Server) -> None:
     parts = client_parts(generated)
     models, create, get = parts["models"], parts["create"], parts["get"]
     client = generated.AuthenticatedClient(base_url=f"{virtual.base}/v1", token=KEY)
-    request = models.GptImage2RunRequest(
-        model="openai/gpt-image-2",
-        input_=models.GptImage2Input(
-            prompt="a lighthouse at dawn",
-            aspect_ratio=models.GptImage2InputAspectRatio("16:9"),
-            resolution=models.GptImage2InputResolution("2K"),
-        ),
-    )
+    request = gpt_image_2(models, "a lighthouse at dawn", "16:9", "2K")
     created = create.sync_detailed(client=client, body=request)
     assert created.status_code == 200
     run = created.parsed
@@ -194,14 +199,7 @@ def test_a_generated_client_parses_a_400_and_a_402(generated: ModuleType, virtua
     client = generated.AuthenticatedClient(base_url=f"{virtual.base}/api/v1", token=poor)
 
     # The generated models cannot say "4K only with the wide ratios": the mock does.
-    wrong = models.GptImage2RunRequest(
-        model="openai/gpt-image-2",
-        input_=models.GptImage2Input(
-            prompt="too big",
-            aspect_ratio=models.GptImage2InputAspectRatio("1:1"),
-            resolution=models.GptImage2InputResolution("4K"),
-        ),
-    )
+    wrong = gpt_image_2(models, "too big", "1:1", "4K")
     rejected = create.sync_detailed(client=client, body=wrong)
     assert rejected.status_code == 400
     assert isinstance(rejected.parsed, models.Error)
