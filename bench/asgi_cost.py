@@ -145,7 +145,7 @@ def the_app(bare: bool) -> ASGIApp:
 
         ceiling: ASGIApp = bare_app
         return ceiling
-    return create_app(MockSettings(timing="fast", rate_limit=None, balance_usd=10**18))
+    return create_app(MockSettings(timing="fast", rate_limit=None, balance_usd=10**15))
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mock_runbase.clock import parse_timestamp
 from mock_runbase.errors import RunbaseError
 
 __all__ = [
@@ -33,13 +28,10 @@ __all__ = [
     "Ledger",
     "check_charge",
     "check_ip",
-    "directory_from_config",
     "insufficient_balance",
     "key_from_data",
     "key_from_header",
-    "load_config_file",
     "merged_override",
-    "parse_key",
     "spend_limit_exceeded",
     "spend_limit_micro",
     "usage_exceeded",
@@ -268,69 +260,4 @@ def insufficient_balance(cost_usd: int, balance: int) -> RunbaseError:
         402,
         "insufficient_balance",
         f"Insufficient balance: this run costs {cost_usd} micro-USD, the balance is {balance}",
-    )
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    text = path.read_text()
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
-
-
-def directory_from_config(
-    config: Mapping[str, Any], *, strict_keys: bool, default_balance_usd: int
-) -> Directory:
-    directory = Directory(
-        strict_keys=strict_keys or bool(config.get("strict_keys", False)),
-        default_balance_usd=default_balance_usd,
-    )
-    accounts = config.get("accounts") or {}
-    if not isinstance(accounts, dict):
-        raise ConfigError("accounts: must be a mapping of account name to settings")
-    for name, entry in accounts.items():
-        entry = entry or {}
-        balance = entry.get("balance_usd")
-        directory.accounts[name] = AccountSettings(
-            name=name,
-            starting_balance_usd=default_balance_usd if balance is None else usd_to_micro(balance),
-        )
-        for index, key_entry in enumerate(entry.get("keys") or []):
-            key = parse_key(name, index, key_entry)
-            if key.key in directory.keys:
-                raise ConfigError(f"accounts.{name}.keys[{index}]: key declared twice")
-            directory.keys[key.key] = key
-    return directory
-
-
-def parse_key(account: str, index: int, entry: Any) -> KeySettings:
-    where = f"accounts.{account}.keys[{index}]"
-    if isinstance(entry, str):
-        entry = {"key": entry}
-    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-        raise ConfigError(f"{where}: needs `key: sk-...`")
-    if not entry["key"].startswith(KEY_PREFIX):
-        raise ConfigError(f"{where}: keys start with {KEY_PREFIX!r}")
-    allow = tuple(str(ip) for ip in entry.get("ip_allow_list") or ())
-    if len(allow) > MAX_IP_ALLOW_LIST:
-        raise ConfigError(f"{where}: at most {MAX_IP_ALLOW_LIST} addresses in ip_allow_list")
-    for ip in allow:
-        try:
-            ipaddress.ip_network(ip, strict=False)
-        except ValueError:
-            raise ConfigError(f"{where}: {ip!r} is not an IP address") from None
-    expires = entry.get("expires_at")
-    return KeySettings(
-        key=entry["key"],
-        account=account,
-        spend_limit_cents=entry.get("spend_limit_cents"),
-        ip_allow_list=allow,
-        disabled=bool(entry.get("disabled", False)),
-        expires_ms=parse_timestamp(str(expires)) if expires is not None else None,
-        usage_quota=entry.get("usage_quota"),
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import anyio
+from pydantic import ValidationError
 
 from mock_runbase.accounts import (
     AccountOverride,
@@ -18,19 +19,24 @@ from mock_runbase.accounts import (
     Directory,
     KeySettings,
     check_ip,
-    directory_from_config,
-    load_config_file,
-    parse_key,
 )
 from mock_runbase.catalog import Model
 from mock_runbase.clock import Clock, SettableClock, format_ms
+from mock_runbase.config_file import (
+    EMPTY,
+    KeyEntry,
+    key_path,
+    key_settings,
+    load_config,
+    rule_checker,
+)
 from mock_runbase.control_spec import ControlSpec
 from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
 from mock_runbase.ratelimit import retry_after_header
-from mock_runbase.rules import RuleContext, rule_from_body
+from mock_runbase.rules import RuleContext
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
@@ -88,33 +94,29 @@ class RunbaseService:
         self.clock = clock
         self.store = store
         self.settings = settings
-        self.config = load_config_file(settings.config) if settings.config else {}
-        self.config_rules = self.checked_config_rules()
+        self.config = (
+            load_config(settings.config, rule_checker(control, settings.seed))
+            if settings.config
+            else EMPTY
+        )
+        self.config_rules = self.config.rules
         self.base_directory = self.configured_directory()
         self.last_directory = self.base_directory  # as last read: for the journal, sync
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
 
     def configured_directory(self) -> Directory:
-        return directory_from_config(
-            self.config,
+        directory = self.config.directory(
             strict_keys=self.settings.strict_keys,
             default_balance_usd=self.settings.balance_usd,
         )
-
-    def checked_config_rules(self) -> list[dict[str, Any]]:
-        """The config file's ``rules``, each valid as a ``MockRuleInput``, else ConfigError."""
-        rules = self.config.get("rules") or []
-        validator = self.control.compile("#/components/schemas/MockRuleInput")
-        for index, rule in enumerate(rules):
-            problem = next(iter(validator.iter_errors(rule)), None)
-            if problem is not None:
-                raise ConfigError(f"rules[{index}]: {problem.message}")
-            try:
-                rule_from_body(dict(rule), index + 1, self.settings.seed)
-            except RunbaseError as error:
-                raise ConfigError(f"rules[{index}]: {error.message}") from None
-        return list(rules)
+        if directory.strict_keys and not directory.keys:
+            raise ConfigError(
+                "strict keys (--strict-keys or strict_keys in --config) with no key declared: "
+                "every request would be refused 401. Declare keys under accounts.<name>.keys "
+                "in --config, or drop strict keys."
+            )
+        return directory
 
     async def start(self) -> None:
         """Work that needs the store: the config file's rules, once per store (a shared store
@@ -292,19 +294,27 @@ class RunbaseService:
             starting = int(body["balanceUsd"]) + ledger.net_spent
         keys = None
         if "keys" in body:
-            try:
-                keys = tuple(
-                    parse_key(account, i, {KEY_FIELDS[k]: v for k, v in entry.items()})
-                    for i, entry in enumerate(body["keys"])
-                )
-            except ConfigError as error:
-                raise RunbaseError(400, "invalid_request", str(error)) from None
+            keys = tuple(self.declared_keys(account, body["keys"]))
         try:
             override = AccountOverride(starting, keys)
             await self.store.put_account(self.base_directory, account, override)
         except ConfigError as error:
             raise RunbaseError(409, "key_in_use", str(error)) from None
         return await self.named_account_view(account)
+
+    @staticmethod
+    def declared_keys(account: str, entries: list[dict[str, Any]]) -> list[KeySettings]:
+        """The keys of a ``PUT /_mock/accounts`` body, checked as the config file's are."""
+        keys = []
+        for index, entry in enumerate(entries):
+            try:
+                declared = KeyEntry.model_validate({KEY_FIELDS[k]: v for k, v in entry.items()})
+            except ValidationError as error:
+                detail = error.errors(include_url=False)[0]
+                where = key_path(("keys", index, *detail["loc"]))
+                raise RunbaseError(400, "invalid_request", f"{where}: {detail['msg']}") from None
+            keys.append(key_settings(account, declared))
+        return keys
 
     # --- runs, clock, reset ---------------------------------------------------------------------
 

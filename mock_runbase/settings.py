@@ -1,32 +1,159 @@
-"""Everything ``mock-runbase serve`` can be told, with the defaults a local user wants."""
+"""Everything a mock can be told, with the defaults a local user wants, validated.
+
+``MockSettings`` is what ``create_app`` reads (money in micro-USD, durations in seconds). It is
+a pydantic dataclass: a value outside its rules raises ``ValidationError`` however the settings
+were made (``MockSettings(...)``, ``replace``, ``mock_runbase.serve(...)``, the command line).
+The rules are the annotated types below; ``serve_options.ServeOptions`` (flags, environment
+variables) uses the same ones, so a value gets the same verdict and message whichever way it
+arrives.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from mock_runbase.accounts import MICRO
-from mock_runbase.ratelimit import DOCUMENTED, RateLimit
+from mock_runbase.ratelimit import DOCUMENTED, RateLimit, parse_rate_limit
+from mock_runbase.runs import TIMING_PROFILES
 
-__all__ = ["MockSettings"]
+__all__ = [
+    "STORE_SCHEMES",
+    "AdminToken",
+    "AtLeastOne",
+    "ClockKind",
+    "ExistingFile",
+    "MicroUsd",
+    "MockSettings",
+    "PublicUrl",
+    "RateLimitSetting",
+    "Seconds",
+    "Seed",
+    "StorePrefix",
+    "StoreUrl",
+    "TimingName",
+    "store_prefix_problem",
+]
+
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-@dataclass(frozen=True)
+def one_of(value: Any, allowed: list[str], what: str) -> Any:
+    if value not in allowed:
+        raise PydanticCustomError(
+            "not_allowed",
+            "not a {what}: use one of {allowed}",
+            {"what": what, "allowed": ", ".join(allowed)},
+        )
+    return value
+
+
+def timing_name(value: str) -> str:
+    return str(one_of(value, sorted(TIMING_PROFILES), "timing profile"))
+
+
+def store_url(value: str) -> str:
+    if value != "memory" and not value.startswith(STORE_SCHEMES):
+        raise PydanticCustomError(
+            "store_url",
+            "not a store: use memory, or a Redis URL "
+            "(redis://host:port/db, rediss://..., unix:///path/redis.sock)",
+        )
+    return value
+
+
+def store_prefix(value: str) -> str:
+    """A Redis key namespace: nothing a key pattern would read as a wildcard, so a reset scans
+    only this mock's keys; the store adds the ``:``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+        raise PydanticCustomError(
+            "store_prefix",
+            "not a key namespace: use letters, digits, _ . - "
+            "(up to 64, starting with a letter or digit)",
+        )
+    return value
+
+
+def rate_limit(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_rate_limit(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "rate_limit",
+                "not a rate limit: use N/SECONDS, e.g. 20/10 (the documented "
+                "20 requests per 10 s), or turn the limit off with --no-rate-limit",
+            ) from None
+    return value
+
+
+def public_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+        raise PydanticCustomError(
+            "public_url",
+            "not a base URL: use http(s)://host[:port][/path], without query or fragment",
+        )
+    return value.rstrip("/")
+
+
+def existing_file(value: Path) -> Path:
+    if not value.is_file():
+        problem = "a directory, not a file" if value.is_dir() else "no such file"
+        raise PydanticCustomError("file", problem)
+    return value
+
+
+TimingName = Annotated[str, AfterValidator(timing_name)]
+ClockKind = Literal["real", "virtual"]
+StoreUrl = Annotated[str, AfterValidator(store_url)]
+StorePrefix = Annotated[str, AfterValidator(store_prefix)]
+RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
+PublicUrl = Annotated[str, AfterValidator(public_url)]
+ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+
+
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+MicroUsd = Annotated[int, Field(ge=0, le=10**15)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+AdminToken = Annotated[str, Field(min_length=1)]
+
+
+def store_prefix_problem(store: str, prefix: str | None) -> str | None:
+    if prefix is not None and store == "memory":
+        return "a key namespace needs a Redis store; the memory store has no keys to prefix"
+    return None
+
+
+@dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
 class MockSettings:
-    timing: str = "realistic"  # a key of runs.TIMING_PROFILES
-    clock: str = "real"  # "real" or "virtual"
-    seed: int = 0
-    rate_limit: RateLimit | None = field(default=DOCUMENTED)
-    balance_usd: int = 100 * MICRO  # micro-USD for each account not declared in --config
-    config: Path | None = None
+    timing: TimingName = "realistic"
+    clock: ClockKind = "real"
+    seed: Seed = 0
+    rate_limit: RateLimitSetting | None = DOCUMENTED
+    # micro-USD for each account not declared in --config
+    balance_usd: MicroUsd = 100 * MICRO
+    config: ExistingFile | None = None
     strict_keys: bool = False
-    public_url: str | None = None
-    image_cache_mb: int = 256
-    max_body_bytes: int = 32 * 1024 * 1024
-    spec: Path | None = None
-    models: Path | None = None  # a YAML file of new and changed models (user_catalog)
-    admin_token: str | None = None  # when set, every /_mock call must send it
-    journal_size: int = 1000
-    store: str = "memory"  # or redis://host:port/db, shared by every worker and replica
-    store_prefix: str | None = None  # Redis key namespace (None: the store's own default)
-    run_ttl_s: float = 24 * 3600  # runs are forgotten this long after they were created
+    public_url: PublicUrl | None = None
+    image_cache_mb: AtLeastOne = 256
+    max_body_bytes: AtLeastOne = 32 * 1024 * 1024
+    spec: ExistingFile | None = None
+    models: ExistingFile | None = None  # a YAML file of new and changed models (user_catalog)
+    admin_token: AdminToken | None = None  # every /_mock call sends it
+    journal_size: AtLeastOne = 1000
+    store: StoreUrl = "memory"  # or redis://host:port/db, shared by every worker and replica
+    store_prefix: StorePrefix | None = None  # Redis key namespace (None: the store's default)
+    run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
+
+    @model_validator(mode="after")
+    def prefix_needs_redis(self) -> MockSettings:
+        problem = store_prefix_problem(self.store, self.store_prefix)
+        if problem:
+            raise ValueError(f"store_prefix: {problem}")
+        return self
