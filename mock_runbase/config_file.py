@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -68,8 +69,10 @@ class RuleProblem:
 
 
 def api_key(value: str) -> str:
-    if not value.startswith(KEY_PREFIX) or len(value) == len(KEY_PREFIX) or " " in value:
-        raise PydanticCustomError("api_key", "keys start with 'sk-' and have no spaces")
+    if not re.fullmatch(rf"{KEY_PREFIX}[!-~]+", value):  # as a client sends it: Bearer sk-...
+        raise PydanticCustomError(
+            "api_key", "keys are 'sk-' then visible ASCII characters (no spaces)"
+        )
     return value
 
 

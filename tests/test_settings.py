@@ -389,3 +389,15 @@ def test_serve_prints_what_it_loaded(tmp_path: Path) -> None:
         "store:      memory",
     ):
         assert expected in summary, summary
+
+
+def test_the_readme_config_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("A config file (`--config mock.yaml`):") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", 8)]
+    path = tmp_path / "mock.yaml"
+    path.write_text(example)
+    directory = load_config(path, CHECK_RULE).directory(
+        strict_keys=False, default_balance_usd=100_000_000
+    )
+    assert set(directory.keys) == {"sk-acme-prod", "sk-acme-old", "sk-acme-ci"}

@@ -483,18 +483,19 @@ def test_mocks_with_their_own_prefix_share_a_database_apart(
     from starlette.testclient import TestClient
 
     from mock_runbase.app import create_app
-    from mock_runbase.cli import build_parser, settings_from
+    from mock_runbase.serve_options import SettingsError, load_serve_options
     from mock_runbase.settings import MockSettings
 
     def settings(*flags: str) -> MockSettings:
-        return settings_from(
-            build_parser().parse_args(["serve", "--store", redis_server.url, *flags])
-        )
+        given = {"store": redis_server.url}
+        if flags:
+            given["store_prefix"] = flags[1]
+        return load_serve_options(given).mock_settings()
 
     assert settings().store_prefix is None
     assert settings("--store-prefix", "ci-a").store_prefix == "ci-a"
     monkeypatch.setenv("MOCK_RUNBASE_STORE_PREFIX", "a*")
-    with pytest.raises(SystemExit, match="MOCK_RUNBASE_STORE_PREFIX='a\\*'"):
+    with pytest.raises(SettingsError, match="MOCK_RUNBASE_STORE_PREFIX='a\\*'"):
         settings()  # a pattern character would let a reset reach another mock's keys
     monkeypatch.delenv("MOCK_RUNBASE_STORE_PREFIX")
 

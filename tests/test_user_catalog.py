@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
+from pydantic import ValidationError
 
 from mock_runbase.app import create_app
 from mock_runbase.settings import MockSettings
@@ -239,7 +240,6 @@ MORE_RESOLUTIONS = "{properties: {resolution: {enum: [1K, 2K, 4K, 8K]}}}"
 
 BAD_FILES: dict[str, tuple[str | None, list[str]]] = {
     # name: (file text, or None for no file; what the one-line message must say, after FILE)
-    "missing file": (None, [": cannot read the models file: No such file or directory"]),
     "yaml syntax": ("models:\n  acme/x: {name: [unclosed\n", [":3: not valid YAML"]),
     "yaml duplicate": (
         f"models:\n{NEW_MODEL}{NEW_MODEL}",
@@ -326,6 +326,14 @@ def test_a_bad_file_stops_load_spec_and_create_app(tmp_path: Path, case: str) ->
     assert "\n" not in message
     with pytest.raises(ModelsFileError, match=r"bad-models\.yaml"):
         create_app(MockSettings(models=path, clock="virtual"))
+
+
+def test_a_missing_file_stops_load_spec_and_settings(tmp_path: Path) -> None:
+    path = tmp_path / "no-models.yaml"
+    with pytest.raises(ModelsFileError, match="cannot read the models file: No such file"):
+        load_spec(models=path)
+    with pytest.raises(ValidationError, match="no such file"):
+        MockSettings(models=path)  # serve says `--models PATH: no such file` (test_settings.py)
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
