@@ -17,6 +17,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -117,6 +118,8 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         record=store.record,
         account_of=lambda header: service.last_directory.account_of(header),
     )
+    if settings.cors:
+        app.entry = cors(app.entry, settings.cors)
     app.state.service = app.service = service
     app.worker = str(os.getpid()) if store.shared else None
     log.info(
@@ -127,6 +130,30 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         "shared" if store.shared else "in-memory",
     )
     return app
+
+
+EXPOSED_HEADERS = [  # what a browser client may read besides the CORS-safelisted ones
+    "Retry-After",
+    "X-Mock-Warning",
+    "X-Mock-Worker",
+    "Content-Range",
+    "Accept-Ranges",
+    "Content-Length",
+]
+
+
+def cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
+    """``--cors``: preflights answered and CORS headers added, outside the journal (a
+    preflight is the browser's business, not a request of the client's). Runbase's own CORS
+    behaviour is undocumented; off unless asked (inferred)."""
+    return CORSMiddleware(
+        app,
+        allow_origins=list(origins),
+        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+        allow_headers=["*"],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
 
 
 def make_store(settings: MockSettings) -> Store:

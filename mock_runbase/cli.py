@@ -75,6 +75,7 @@ def add_serve_parser(commands: Any) -> None:
     add("--run-ttl", help="seconds a run is kept after it was created (default 86400)")
     add("--spec", help="another openapi.yaml")
     add("--models", help="a YAML file of your own models and of changes to Runbase's")
+    add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", help="critical, error, warning, info (default), debug or trace")
     add("--replay", help="answer the requests recorded in this cassette (from proxy --record)")
 
@@ -123,6 +124,7 @@ def add_proxy_parser(commands: Any) -> None:
         help="least wait after a 429 before the same key asks again (default 0.5 s)",
     )
     add("--spec", type=Path, help="judge against another openapi.yaml")
+    add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", default="info")
 
 

@@ -24,6 +24,7 @@ from mock_runbase.settings import (
     AdminToken,
     AtLeastOne,
     ClockKind,
+    CorsOrigins,
     ExistingFile,
     MockSettings,
     PublicUrl,
@@ -81,6 +82,7 @@ class ServeOptions(BaseSettings):
     run_ttl: Seconds = 24 * 3600
     spec: ExistingFile | None = None
     models: ExistingFile | None = None
+    cors: Annotated[CorsOrigins, NoDecode] | None = None  # a comma list, not JSON
     log_level: LogLevel = "info"
     replay: ExistingFile | None = None
 
@@ -113,6 +115,7 @@ class ServeOptions(BaseSettings):
             store=self.store,
             store_prefix=self.store_prefix,
             run_ttl_s=self.run_ttl,
+            cors=self.cors,
         )
 
 

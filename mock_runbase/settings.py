@@ -27,6 +27,7 @@ __all__ = [
     "AdminToken",
     "AtLeastOne",
     "ClockKind",
+    "CorsOrigins",
     "ExistingFile",
     "MicroUsd",
     "MockSettings",
@@ -108,6 +109,24 @@ def existing_file(value: Path) -> Path:
     return value
 
 
+def cors_origins(value: Any) -> Any:
+    """``*``, or origins separated by commas: ``http://localhost:3000,https://app.test``."""
+    origins = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(origins, list | tuple) or not origins:
+        return origins
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", str(origin)):
+            raise PydanticCustomError(
+                "cors",
+                "{origin} is not an origin: use * or scheme://host[:port] (no path), "
+                "several separated by commas",
+                {"origin": repr(origin)},
+            )
+    if "*" in origins and len(origins) > 1:
+        raise PydanticCustomError("cors", "* already allows every origin: give it alone")
+    return tuple(origins)
+
+
 TimingName = Annotated[str, AfterValidator(timing_name)]
 ClockKind = Literal["real", "virtual"]
 StoreUrl = Annotated[str, AfterValidator(store_url)]
@@ -115,6 +134,7 @@ StorePrefix = Annotated[str, AfterValidator(store_prefix)]
 RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
 PublicUrl = Annotated[str, AfterValidator(public_url)]
 ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+CorsOrigins = Annotated[tuple[str, ...], BeforeValidator(cors_origins), Field(min_length=1)]
 
 
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
@@ -149,6 +169,7 @@ class MockSettings:
     journal_size: AtLeastOne = 1000
     store: StoreUrl = "memory"  # or redis://host:port/db, shared by every worker and replica
     store_prefix: StorePrefix | None = None  # Redis key namespace (None: the store's default)
+    cors: CorsOrigins | None = None  # origins a browser may call from (None: no CORS headers)
     run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
 
     @model_validator(mode="after")

@@ -49,6 +49,7 @@ BAD_VALUES = {
     "replay": ("/nowhere/cassette.json", ["no such file"]),
     "no_rate_limit": ("perhaps", ["valid boolean"]),
     "strict_keys": ("perhaps", ["valid boolean"]),
+    "cors": ("localhost:3000", ["not an origin", "scheme://host[:port]"]),
 }
 
 
