@@ -130,21 +130,25 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
 
 
 def make_store(settings: MockSettings) -> Store:
-    """``memory`` (one process), or a ``redis://`` URL (any number of processes)."""
+    """``memory`` (one process), or a ``redis://`` URL (any number of processes) that answers
+    within a few seconds (else ``StoreUnreachable``, an ``OSError``)."""
     ttl_ms = round(settings.run_ttl_s * 1000)
     if settings.store == "memory":
         return MemoryStore(settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms)
-    if settings.store.startswith(("redis://", "rediss://", "unix://")):
-        from mock_runbase.redis_store import DEFAULT_PREFIX, RedisStore
+    from mock_runbase.redis_store import DEFAULT_PREFIX, RedisStore, redacted_url
 
-        return RedisStore(
+    if settings.store.startswith(("redis://", "rediss://", "unix://")):
+        store = RedisStore(
             settings.store,
             settings.rate_limit,
             settings.journal_size,
             run_ttl_ms=ttl_ms,
             prefix=f"{settings.store_prefix}:" if settings.store_prefix else DEFAULT_PREFIX,
         )
-    raise ValueError(f"--store {settings.store!r}: expected memory or redis://host:port/db")
+        store.wait_until_reachable()
+        return store
+    where = redacted_url(settings.store)
+    raise ValueError(f"--store {where!r}: expected memory or redis://host:port/db")
 
 
 def make_clock(settings: MockSettings, store: Store) -> Clock:
