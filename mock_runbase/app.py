@@ -42,6 +42,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("mock_runbase")
 
 API_PREFIXES = ("/v1", "/api/v1")
+HEALTH_PATH = "/healthz"
 
 
 class JSONAnswer(Response):
@@ -83,7 +84,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         routes.append(Route(f"{prefix}/runs/{{run_id:str}}", get_run, methods=["GET"]))
     routes += [
         Route(f"{FILES_PATH}/{{name:str}}", get_file, methods=["GET", "HEAD"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route(HEALTH_PATH, health, methods=["GET"]),
         Route("/openapi.yaml", openapi_document, methods=["GET"]),
         *control_routes(control),
         *dashboard_routes(control),
@@ -180,6 +181,11 @@ class MockApp(Starlette):
         service = self.service
         if scope["type"] == "http" and self.worker is not None:
             send = with_worker_header(send, self.worker.encode())
+        if scope["type"] == "http" and scope["path"] == HEALTH_PATH:
+            # a probe needs only the store's answer: no start-up work and no journal entry
+            # (either would need the store, and a probe's answer must not depend on them)
+            await self.starlette(scope, receive, send)
+            return
         if not service.started and scope["type"] == "http":
             try:
                 await service.start()
@@ -321,6 +327,8 @@ async def get_file(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy", "reason"}`` when the store
+    cannot be reached (the body documented in the control document, never an error body)."""
     store = service_of(request).store
     try:
         await store.ping()

@@ -8,22 +8,29 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import httpx
+import jsonschema
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.testclient import TestClient
 
+from mock_runbase.app import create_app
 from mock_runbase.redis_store import STARTUP_WAIT_S, redacted_url, wait_until_answering
+from mock_runbase.settings import MockSettings
+from tests.conftest import ROOT
 from tests.redis_server import RedisServer, redis_server_binary
-from tests.served import free_port, serve_command
+from tests.served import Server, free_port, serve_command
 
 BOUND_S = 30  # a start-up that neither fails nor serves within this is a failure too
+BODY = {"model": "openai/gpt-image-2", "input": {"prompt": "a lighthouse at dawn"}}
 
 
 class FakeTime:
@@ -188,3 +195,60 @@ def read(log: IO[str]) -> str:
     log.flush()
     log.seek(0)
     return log.read()
+
+
+# --- /healthz once the store has gone away ----------------------------------------------------
+
+CONTROL_DOCUMENT = yaml.safe_load((ROOT / "mock-openapi.yaml").read_text())
+
+
+def assert_documented_health(response: httpx.Response) -> None:
+    """Status and body as ``mock-openapi.yaml`` documents them for ``GET /healthz``."""
+    answers = CONTROL_DOCUMENT["paths"]["/healthz"]["get"]["responses"]
+    assert str(response.status_code) in answers, response.text
+    schema = answers[str(response.status_code)]["content"]["application/json"]["schema"]
+    jsonschema.validate(response.json(), schema)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_healthz_answers_its_documented_unhealthy_body_before_any_other_request(
+    own_redis: RedisServer,
+) -> None:
+    """A process whose first request is the probe (a fresh replica or worker)."""
+    app = create_app(MockSettings(store=own_redis.url))
+    with TestClient(app) as client:
+        own_redis.stop()
+        health = client.get("/healthz")
+        assert_documented_health(health)
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+        assert "connecting to 127.0.0.1" in health.json()["reason"]
+        own_redis.start()
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert_documented_health(client.get("/healthz"))
+
+
+def test_healthz_on_the_virtual_clock_answers_unhealthy_while_redis_is_away(
+    own_redis: RedisServer,
+) -> None:
+    """The clock lives in Redis too: the probe must not need it."""
+    server = Server("--store", own_redis.url, "--clock", "virtual", "--log-level", "warning")
+    try:
+        key = {"Authorization": "Bearer sk-health"}
+        assert httpx.post(f"{server.base}/v1/runs", json=BODY, headers=key).status_code == 200
+        own_redis.stop()
+        health = httpx.get(f"{server.base}/healthz")
+        assert_documented_health(health)
+        assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+        assert health.json()["reason"]
+        assert server.process.poll() is None
+        own_redis.start()
+        assert httpx.get(f"{server.base}/healthz").json() == {"status": "ok"}
+    finally:
+        server.stop()
