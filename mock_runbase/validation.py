@@ -133,8 +133,8 @@ def requirement_of(kind: str, facts: dict[str, Any], error: Any) -> tuple[str, s
 
 
 def branch_context(document: Any, schema_path: list[Any], path: list[str]) -> tuple[str, str]:
-    """For a rule inside a ``then`` branch: the ``if`` it depends on (`` when input.resolution
-    is "4K"``) and the branch's ``description``; else empty strings."""
+    """For a rule inside a ``then`` branch: the ``if`` it depends on (`` when input.<field>
+    is <const>``) and the branch's ``description``; else empty strings."""
     if "then" not in schema_path:
         return "", ""
     at = len(schema_path) - 1 - schema_path[::-1].index("then")
