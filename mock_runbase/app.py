@@ -43,6 +43,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("mock_runbase")
 
 API_PREFIXES = ("/v1", "/api/v1")
+HEALTH_PATH = "/healthz"
 
 
 class JSONAnswer(Response):
@@ -84,7 +85,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         routes.append(Route(f"{prefix}/runs/{{run_id:str}}", get_run, methods=["GET"]))
     routes += [
         Route(f"{FILES_PATH}/{{name:str}}", get_file, methods=["GET", "HEAD"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route(HEALTH_PATH, health, methods=["GET"]),
         Route("/openapi.yaml", openapi_document, methods=["GET"]),
         *control_routes(control),
         *dashboard_routes(control),
@@ -157,21 +158,25 @@ def cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
 
 
 def make_store(settings: MockSettings) -> Store:
-    """``memory`` (one process), or a ``redis://`` URL (any number of processes)."""
+    """``memory`` (one process), or a ``redis://`` URL (any number of processes) that answers
+    within a few seconds (else ``StoreUnreachable``, an ``OSError``)."""
     ttl_ms = round(settings.run_ttl_s * 1000)
     if settings.store == "memory":
         return MemoryStore(settings.rate_limit, settings.journal_size, run_ttl_ms=ttl_ms)
-    if settings.store.startswith(("redis://", "rediss://", "unix://")):
-        from mock_runbase.redis_store import DEFAULT_PREFIX, RedisStore
+    from mock_runbase.redis_store import DEFAULT_PREFIX, RedisStore, redacted_url
 
-        return RedisStore(
+    if settings.store.startswith(("redis://", "rediss://", "unix://")):
+        store = RedisStore(
             settings.store,
             settings.rate_limit,
             settings.journal_size,
             run_ttl_ms=ttl_ms,
             prefix=f"{settings.store_prefix}:" if settings.store_prefix else DEFAULT_PREFIX,
         )
-    raise ValueError(f"--store {settings.store!r}: expected memory or redis://host:port/db")
+        store.wait_until_reachable()
+        return store
+    where = redacted_url(settings.store)
+    raise ValueError(f"--store {where!r}: expected memory or redis://host:port/db")
 
 
 def make_clock(settings: MockSettings, store: Store) -> Clock:
@@ -203,6 +208,11 @@ class MockApp(Starlette):
         service = self.service
         if scope["type"] == "http" and self.worker is not None:
             send = with_worker_header(send, self.worker.encode())
+        if scope["type"] == "http" and scope["path"] == HEALTH_PATH:
+            # a probe needs only the store's answer: no start-up work and no journal entry
+            # (either would need the store, and a probe's answer must not depend on them)
+            await self.starlette(scope, receive, send)
+            return
         if not service.started and scope["type"] == "http":
             try:
                 await service.start()
@@ -344,6 +354,8 @@ async def get_file(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
+    """200 ``{"status": "ok"}``, or 503 ``{"status": "unhealthy", "reason"}`` when the store
+    cannot be reached (the body documented in the control document, never an error body)."""
     store = service_of(request).store
     try:
         await store.ping()

@@ -18,22 +18,28 @@ processes is:
 Runs expire ``run_ttl_ms`` after they are stored (real time). Caches of the account
 overrides and rules are keyed by a version token that changes with every write, so a
 process re-reads them only when another one changed them.
+
+At start-up ``wait_until_reachable`` gives Redis a few seconds to answer (containers started
+together), then fails loudly: a mock whose store never answered would only serve 503s.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
+from redis import Redis as BlockingRedis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from mock_runbase.accounts import (
     AccountOverride,
@@ -61,7 +67,13 @@ from mock_runbase.store import (
     wall_ms,
 )
 
-__all__ = ["RedisStore", "SharedVirtualClock"]
+__all__ = [
+    "RedisStore",
+    "SharedVirtualClock",
+    "StoreUnreachable",
+    "redacted_url",
+    "wait_until_answering",
+]
 
 log = logging.getLogger("mock_runbase.redis")
 
@@ -69,6 +81,8 @@ DEFAULT_PREFIX = "mock-runbase:"
 MAX_CONNECTIONS = 64  # per process
 POOL_WAIT_S = 10
 VIRTUAL_CLOCK_IDLE_TTL_MS = DEFAULT_RUN_TTL_MS  # a virtual window outlives real time
+STARTUP_WAIT_S = 5.0  # how long start-up waits for Redis to answer
+STARTUP_RETRY_S = 0.25
 RUN_FIELDS = [f.name for f in fields(Run)]
 
 SETTLE_FUNCTION = """
@@ -216,6 +230,30 @@ class RedisStore:
 
     async def ping(self) -> None:
         await self.redis.ping()
+
+    def wait_until_reachable(self, timeout_s: float = STARTUP_WAIT_S) -> None:
+        """Block until Redis answers a PING, retrying for up to ``timeout_s`` while it cannot
+        be reached; then ``StoreUnreachable``. A refused password fails at once.
+
+        Blocking on purpose: it runs once, in ``create_app``, before anything is served."""
+        client = BlockingRedis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        where = redacted_url(self.url)
+
+        def waiting(error: Exception) -> None:
+            log.warning(
+                "waiting up to %g s for the store %s to answer: %s", timeout_s, where, error
+            )
+
+        try:
+            wait_until_answering(
+                client.ping, timeout_s=timeout_s, retry_s=STARTUP_RETRY_S, on_retry=waiting
+            )
+        except RedisError as error:
+            retried = "" if is_refusal(error) else f" (retried for {timeout_s:g} s)"
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise StoreUnreachable(f"cannot use the store {where}{retried}: {reason}") from None
+        finally:
+            client.close()
 
     async def close(self) -> None:
         await self.redis.aclose(close_connection_pool=True)
@@ -524,6 +562,58 @@ class RedisStore:
 
     def virtual_clock(self, start: str | int) -> SharedVirtualClock:
         return SharedVirtualClock(self, start)
+
+
+class StoreUnreachable(ConnectionError):
+    """The store did not answer at start-up. A ``ConnectionError`` (an ``OSError``), so
+    ``mock-runbase serve`` prints its one line and exits 2."""
+
+
+def is_refusal(error: Exception) -> bool:
+    """Redis answered, and said no (a wrong password or user): waiting will not help."""
+    return isinstance(error, AuthenticationError | AuthorizationError)
+
+
+def wait_until_answering(
+    ping: Callable[[], object],
+    *,
+    timeout_s: float,
+    retry_s: float,
+    on_retry: Callable[[Exception], None] = lambda error: None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Call ``ping`` until it returns; retry every ``retry_s`` while Redis cannot be reached
+    (``on_retry`` told of the first failure), raise its error once ``timeout_s`` is spent.
+    Any other error (a refusal, a reply that is not Redis') is raised at once."""
+    deadline = monotonic() + timeout_s
+    told = False
+    while True:
+        try:
+            ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            if is_refusal(error) or monotonic() + retry_s > deadline:
+                raise
+            if not told:
+                on_retry(error)
+                told = True
+        sleep(retry_s)
+
+
+USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (in the user part or a query parameter),
+    fit for a log line or an error message."""
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, has_password, _ = match[2].partition(":")
+        return f"{match[1]}{user}:***@" if has_password else f"{match[1]}***@"
+
+    return PASSWORD_PARAMETER.sub(r"\1***", USERINFO.sub(userinfo, url, count=1))
 
 
 class SharedVirtualClock:

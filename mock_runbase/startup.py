@@ -10,6 +10,7 @@ from typing import Any
 
 from mock_runbase.accounts import MICRO, Directory
 from mock_runbase.clock import format_ms
+from mock_runbase.redis_store import redacted_url
 from mock_runbase.serve_options import ServeOptions
 from mock_runbase.settings import MockSettings
 
@@ -98,17 +99,7 @@ def store_line(settings: MockSettings) -> str:
     kept = f"runs kept {hours:g} h" if hours >= 1 else f"runs kept {settings.run_ttl_s:g} s"
     if settings.store == "memory":
         return f"memory (this process); {kept}"
-    return f"{redacted(settings.store)}; {kept}"
-
-
-def redacted(url: str) -> str:
-    """A store URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    return f"{redacted_url(settings.store)}; {kept}"
 
 
 def first_request_example(document: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,10 @@ entry refunds only if the run still fails at that instant, so a run whose fate i
 refund carries its account, key and cost, so it is paid even if the run expired (runs are
 forgotten ``run_ttl_ms`` after they were stored, in real time, to keep a long-lived mock
 bounded; money is never forgotten).
+
+A run past its TTL is gone for every read at once (by id, by file, in listings), as in Redis,
+whose keys expire on their own: reads compare the run's time of storing with the wall clock,
+and creates sweep the expired runs out of memory.
 """
 
 from __future__ import annotations
@@ -173,6 +177,7 @@ class MemoryStore:
         self.run_ttl_ms = run_ttl_ms
         self.wall_clock = wall_clock
         self._stored_at: deque[tuple[int, str]] = deque()  # (wall ms, run id), oldest first
+        self._stored_ms: dict[str, int] = {}  # run id -> wall ms it was stored at, while kept
         self._failures: list[tuple[int, str]] = []  # (instant of failure, run id)
         self._refunds: dict[str, PendingRefund] = {}  # run id -> its refund, while pending
         self._overrides: dict[str, AccountOverride] = {}
@@ -233,28 +238,35 @@ class MemoryStore:
         self.files[run.file_name] = run.id
         self._schedule_refund(run)
         self._forget_expired_runs()
-        self._stored_at.append((self.wall_clock(), run.id))
+        stored_ms = self.wall_clock()
+        self._stored_at.append((stored_ms, run.id))
+        self._stored_ms[run.id] = stored_ms
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         self._settle(now_ms)
-        if run.id in self.runs:
+        if self._kept(run.id, self._oldest_kept_ms()):
             self.runs[run.id] = run
         self._schedule_refund(run)
 
     async def get_run(self, run_id: str) -> Run | None:
+        if not self._kept(run_id, self._oldest_kept_ms()):
+            return None
         return self.runs.get(run_id)
 
     async def get_run_by_file(self, file_name: str) -> Run | None:
         run_id = self.files.get(file_name)
-        return self.runs.get(run_id) if run_id else None
+        return await self.get_run(run_id) if run_id else None
 
     async def list_runs(
         self, account: str | None, limit: int, keep: Callable[[Run], bool] | None = None
     ) -> list[Run]:
+        oldest_kept = self._oldest_kept_ms()
         found = (
             run
             for run in reversed(self.runs.values())
-            if (account is None or run.account == account) and (keep is None or keep(run))
+            if (account is None or run.account == account)
+            and self._kept(run.id, oldest_kept)
+            and (keep is None or keep(run))
         )
         return list(itertools.islice(found, limit))
 
@@ -315,6 +327,7 @@ class MemoryStore:
             self.files.clear()
             self.accounts.clear()
             self._stored_at.clear()
+            self._stored_ms.clear()
             self._failures.clear()
             self._refunds.clear()
             self._overrides.clear()
@@ -329,6 +342,7 @@ class MemoryStore:
         doomed = [run for run in self.runs.values() if run.account == account]
         for run in doomed:
             del self.runs[run.id]
+            del self._stored_ms[run.id]
             self.files.pop(run.file_name, None)
             self._refunds.pop(run.id, None)
         state = self.accounts.pop(account, None)
@@ -358,10 +372,19 @@ class MemoryStore:
             for ledger in (state.ledger, state.keys[refund.key]):
                 ledger.refunded += refund.cost_usd
 
+    def _oldest_kept_ms(self) -> int:
+        """Runs stored at or before this wall-clock instant have expired."""
+        return self.wall_clock() - self.run_ttl_ms
+
+    def _kept(self, run_id: str, oldest_kept_ms: int) -> bool:
+        stored_ms = self._stored_ms.get(run_id)
+        return stored_ms is not None and stored_ms > oldest_kept_ms
+
     def _forget_expired_runs(self) -> None:
-        oldest_kept = self.wall_clock() - self.run_ttl_ms
+        oldest_kept = self._oldest_kept_ms()
         while self._stored_at and self._stored_at[0][0] <= oldest_kept:
             _, run_id = self._stored_at.popleft()
             run = self.runs.pop(run_id, None)
+            self._stored_ms.pop(run_id, None)
             if run is not None:
                 self.files.pop(run.file_name, None)

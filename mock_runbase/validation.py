@@ -18,7 +18,9 @@ from mock_runbase.spec import ENVELOPE_POINTER, Spec
 
 __all__ = ["ValidatedRequest", "parse_create_request"]
 
-MAX_ENUM_IN_MESSAGE = 12
+MAX_ERRORS = 5  # failing rules named in one message
+SHOWN_CHARS = 40  # of a value sent, the most a message repeats
+MAX_CUSTOM_MESSAGE = 200
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
     if model is None:
         known = ", ".join(m.id for m in spec.catalog)
         raise RunbaseError(
-            400, "model_not_found", f"No model with ID {body['model']!r} (known: {known})"
+            400, "model_not_found", f"No model with ID {shown(body['model'])} (known: {known})"
         )
     validator = spec.input_validators[model.id]
     if not validator.is_valid(body["input"]):
@@ -70,30 +72,100 @@ def envelope_failure(spec: Spec, errors: list[Any]) -> tuple[str, str]:
 
 
 def describe_input_errors(spec: Spec, model: Model, errors: list[Any]) -> str:
-    """A human message naming each failing field and the rule it breaks."""
-    parts = [describe_one(spec, error) for error in errors[:5]]
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    """A message naming each failing field (the first ``MAX_ERRORS``), what it allows and,
+    in short, what was sent: its length is bounded, whatever the size of the input."""
+    parts = [describe_one(spec, error) for error in errors[:MAX_ERRORS]]
+    more = f" (and {len(errors) - MAX_ERRORS} more)" if len(errors) > MAX_ERRORS else ""
     return f"Invalid input for {model.id}: " + "; ".join(parts) + more
 
 
 def describe_one(spec: Spec, error: Any) -> str:
-    path = ["input", *(str(p) for p in error.instance_path)]
-    keyword = error.schema_path[-1] if error.schema_path else None
-    schema_node = schema_at(spec.document, error.schema_path[:-1])
-    rule = error.message
-    if keyword == "required":
-        missing = next((n for n in schema_node.get("required", []) if f'"{n}"' in rule), None)
-        if missing is not None:
-            path.append(missing)
-            rule = "is required"
-    elif keyword == "enum":
-        allowed = schema_node["enum"][:MAX_ENUM_IN_MESSAGE]
-        rule = f"{short_repr(error.instance)} is not one of {', '.join(map(str, allowed))}"
-    if "then" in error.schema_path:
-        branch = schema_at(spec.document, error.schema_path[: error.schema_path.index("then") + 1])
-        if isinstance(branch, dict) and "description" in branch:
-            rule = f"{rule} ({branch['description']})"
-    return f"{'.'.join(path)}: {rule}"
+    """``input.<field>: <what is allowed>[ when <condition>][, got <value>][ (<why>)]``."""
+    where = ["input", *(shown_key(p) for p in error.instance_path)]
+    kind = error.kind.name
+    facts = error.kind.as_dict()
+    condition, why = branch_context(spec.document, list(error.schema_path), where)
+    if kind == "required":
+        where.append(shown_key(facts["property"]))
+        requirement, got = "is required", None
+    else:
+        requirement, got = requirement_of(kind, facts, error)
+    text = f"{'.'.join(where)}: {requirement}{condition}"
+    if got is not None:
+        text += f", got {got}"
+    return f"{text} ({why})" if why else text
+
+
+def requirement_of(kind: str, facts: dict[str, Any], error: Any) -> tuple[str, str | None]:
+    """What the keyword ``kind`` allows, and how to show what was sent instead."""
+    value = error.instance
+    got = shown(value)
+    limit = facts.get("limit")
+    if kind == "enum":
+        return f"must be one of {', '.join(map(json_text, facts['options']))}", got
+    if kind == "const":
+        return f"must be {json_text(facts['expected_value'])}", got
+    if kind == "type":
+        return f"must be {' or '.join(TYPE_NAMES.get(t, t) for t in facts['types'])}", got
+    if kind in LENGTH_RULES:
+        counted = got if len(value) > SHOWN_CHARS else f"{got} ({len(value)} characters)"
+        return f"{LENGTH_RULES[kind]} {plural(limit, 'character')}", counted
+    if kind in COUNT_RULES:
+        noun = "item" if isinstance(value, list) else "field"
+        return f"{COUNT_RULES[kind]} {plural(limit, noun)}", plural(len(value), noun)
+    if kind in NUMBER_RULES:
+        return f"{NUMBER_RULES[kind]} {json_text(limit)}", got
+    if kind == "format":
+        return f"must be a valid {facts['format']}", got
+    if kind == "pattern":
+        return f"must match the pattern {shown(facts['pattern'])}", got
+    if kind == "multipleOf":
+        return f"must be a multiple of {json_text(facts['multiple_of'])}", got
+    if kind == "uniqueItems":
+        return "must not repeat an item", None
+    if kind == "additionalProperties":
+        names = [shown_key(name) for name in facts["unexpected"]]
+        listed = ", ".join(names[:MAX_ERRORS]) + (", ..." if len(names) > MAX_ERRORS else "")
+        return f"allows no other fields (unexpected: {listed})", None
+    if "message" in facts:  # our own keywords (x-runbase-max-bytes): their message says it all
+        return str(facts["message"])[:MAX_CUSTOM_MESSAGE], None
+    return f"does not match the model's input schema (`{kind}`)", got
+
+
+def branch_context(document: Any, schema_path: list[Any], path: list[str]) -> tuple[str, str]:
+    """For a rule inside a ``then`` branch: the ``if`` it depends on (`` when input.<field>
+    is <const>``) and the branch's ``description``; else empty strings."""
+    if "then" not in schema_path:
+        return "", ""
+    at = len(schema_path) - 1 - schema_path[::-1].index("then")
+    branch = schema_at(document, schema_path[: at + 1])
+    condition = schema_at(document, [*schema_path[:at], "if"])
+    why = branch.get("description", "") if isinstance(branch, dict) else ""
+    depth = instance_depth(schema_path[at + 1 :])
+    owner = path[: len(path) - depth] if depth else path
+    tests = []
+    properties = condition.get("properties", {}) if isinstance(condition, dict) else {}
+    for name, rule in properties.items():
+        field = ".".join([*owner, shown_key(name)])
+        if isinstance(rule, dict) and "const" in rule:
+            tests.append(f"{field} is {json_text(rule['const'])}")
+        elif isinstance(rule, dict) and "enum" in rule:
+            tests.append(f"{field} is one of {', '.join(map(json_text, rule['enum']))}")
+    return (f" when {' and '.join(tests)}" if tests else ""), str(why)
+
+
+def instance_depth(schema_steps: list[Any]) -> int:
+    """How many levels of the instance the schema path ``schema_steps`` goes down."""
+    depth, index = 0, 0
+    while index < len(schema_steps):
+        step = schema_steps[index]
+        if step in ("properties", "patternProperties", "prefixItems"):
+            depth, index = depth + 1, index + 2
+            continue
+        if step in ("items", "additionalProperties"):
+            depth += 1
+        index += 1
+    return depth
 
 
 def schema_at(document: Any, path: list[str | int]) -> Any:
@@ -106,6 +178,56 @@ def schema_at(document: Any, path: list[str | int]) -> Any:
     return node
 
 
-def short_repr(value: Any, limit: int = 60) -> str:
-    text = orjson.dumps(value).decode()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def shown(value: Any) -> str:
+    """``value`` as JSON, cut to a short prefix when long: ``"abc…" (4001 characters)``, an
+    array or object by its size."""
+    if isinstance(value, str):
+        if len(value) <= SHOWN_CHARS:
+            return json_text(value)
+        return f'{json_text(value[:SHOWN_CHARS])[:-1]}…" ({len(value)} characters)'
+    text = json_text(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    if isinstance(value, list):
+        return f"an array of {plural(len(value), 'item')}"
+    if isinstance(value, dict):
+        return f"an object of {plural(len(value), 'field')}"
+    return text[:SHOWN_CHARS] + "…"
+
+
+def shown_key(key: Any) -> str:
+    """A field name or array index of a path, cut like a value when long."""
+    text = str(key)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+TYPE_NAMES = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
+}
+LENGTH_RULES = {"minLength": "must be at least", "maxLength": "must be at most"}
+COUNT_RULES = {
+    "minItems": "must have at least",
+    "maxItems": "must have at most",
+    "minProperties": "must have at least",
+    "maxProperties": "must have at most",
+}
+NUMBER_RULES = {
+    "minimum": "must be at least",
+    "maximum": "must be at most",
+    "exclusiveMinimum": "must be more than",
+    "exclusiveMaximum": "must be less than",
+}

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from mock_runbase.spec import load_spec
+from mock_runbase.store import MemoryStore, wall_ms
 from tests.conftest import GPT, KEY, OTHER_KEY, Mock, MockFactory
 
 CATALOG = load_spec().catalog
@@ -519,6 +521,39 @@ def test_unknown_paths_and_methods_get_json_errors(
     assert error_of(response) == (status, code)
     if status == 405:
         assert response.headers["allow"]
+
+
+def pass_the_ttl(mock: Mock, run_id: str, file_name: str) -> None:
+    """Make the run ``--run-ttl`` old on the store's wall clock (Redis: check the deadline of
+    its keys, then do what Redis does at it; a test cannot move Redis' clock)."""
+    store = mock.client.app.state.service.store  # type: ignore[attr-defined]
+    ttl_ms = round(mock.settings.run_ttl_s * 1000)
+    if isinstance(store, MemoryStore):
+        store.wall_clock = lambda: wall_ms() + ttl_ms
+        return
+    keys = [store.k("run", run_id), store.k("file", file_name)]
+    with redis.Redis.from_url(mock.settings.store) as client:
+        assert all(0 < client.pttl(key) <= ttl_ms for key in keys)
+        assert client.delete(*keys) == 2
+
+
+def test_a_run_past_its_ttl_is_gone_from_every_read(make_mock: MockFactory) -> None:
+    mock = make_mock(run_ttl_s=60)
+    run_id = mock.create().json()["id"]
+    mock.advance(30)  # the mock's clock; the TTL is real time
+    url = mock.get(run_id).json()["output"]["urls"][0]
+    assert mock.client.get(url).status_code == 200
+    pass_the_ttl(mock, run_id, url.rsplit("/", 1)[-1])
+    gone, unknown = mock.get(run_id), mock.get("run_unknown")
+    assert error_of(gone) == error_of(unknown) == (404, "run_not_found")
+    assert gone.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
+        "run_unknown", run_id
+    )
+    assert error_of(mock.client.get(url)) == (404, "file_not_found")
+    assert mock.client.get("/_mock/runs").json()["runs"] == []
+    forced = mock.client.post(f"/_mock/runs/{run_id}/state", json={"status": "failed"})
+    assert error_of(forced) == (404, "run_not_found")
+    assert mock.account()["spentUsd"] == 50_000  # runs are forgotten, money is not
 
 
 def test_health_and_spec(mock: Mock) -> None:

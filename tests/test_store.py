@@ -264,6 +264,77 @@ def test_runs_are_forgotten_after_their_ttl_but_their_money_is_not(harness: Harn
     assert balance_of(harness) == (2 * COST, 0, 2)
 
 
+def pass_the_ttl(h: Harness, run: Run, stored_at: int, ttl_ms: int) -> None:
+    """Make ``run`` (stored at wall time ``stored_at``) exactly ``ttl_ms`` old. Redis expires
+    keys on its own clock, which a test cannot move: check that its deadline is set, then
+    do what Redis does at the deadline."""
+    h.wall_ms = stored_at + ttl_ms
+    if h.kind == "redis":
+        store = h.store
+        assert isinstance(store, RedisStore)
+        for key in (store.k("run", run.id), store.k("file", run.file_name)):
+            assert 0 < h.run(store.redis.pttl(key)) <= ttl_ms
+        h.run(store.redis.delete(store.k("run", run.id), store.k("file", run.file_name)))
+
+
+def test_a_run_past_its_ttl_is_gone_for_every_read_before_any_create(harness: Harness) -> None:
+    harness.store = harness.new_store(run_ttl_ms=60_000)
+    old = make_run(outcome="failed", processing_ms=None)
+    create(harness, old)
+    harness.wall_ms += 30_000
+    young = make_run(created_ms=START + 30_000)
+    create(harness, young)
+    assert harness.run(harness.store.get_run(old.id)) == old
+    pass_the_ttl(harness, old, START, 60_000)
+    store = harness.store
+    assert harness.run(store.get_run(old.id)) is None
+    assert harness.run(store.get_run_by_file(old.file_name)) is None
+    for account in (None, "acct_a"):
+        assert harness.run(store.list_runs(account, 10)) == [young]
+        assert harness.run(store.list_runs(account, 10, lambda run: True)) == [young]
+    harness.run(store.replace_run(forced(old, "failed", START + 1, None), START + 1))
+    assert harness.run(store.get_run(old.id)) is None  # a forced state brings nothing back
+    assert harness.run(store.get_run(young.id)) == young
+    assert balance_of(harness, now=START + 2) == (2 * COST, COST, 2)  # the money stays
+
+
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12),
+    ttl_ms=st.integers(min_value=1, max_value=100),
+    read_after=st.integers(min_value=0, max_value=150),
+)
+def test_memory_reads_agree_with_the_sweep_at_every_instant(
+    gaps: list[int], ttl_ms: int, read_after: int
+) -> None:
+    """A run is readable exactly while it is younger than the TTL, whether or not a create
+    has swept the expired ones out since (the Redis store cannot run this: its keys expire on
+    Redis' own clock)."""
+    wall = [START]
+    store = MemoryStore(None, run_ttl_ms=ttl_ms, wall_clock=lambda: wall[0])
+    stored: list[tuple[int, Run]] = []
+    for gap in gaps:
+        wall[0] += gap
+        run = make_run(created_ms=wall[0])
+        asyncio.run(store.create_run(run, key_for(), settings_for(10**12), wall[0]))
+        stored.append((wall[0], run))
+    wall[0] += read_after
+    kept = [run for at, run in reversed(stored) if wall[0] - at < ttl_ms]
+
+    def readable() -> list[Run]:
+        by_id = [run for _, run in reversed(stored) if asyncio.run(store.get_run(run.id))]
+        by_file = [
+            run for _, run in reversed(stored) if asyncio.run(store.get_run_by_file(run.file_name))
+        ]
+        assert by_id == by_file == asyncio.run(store.list_runs(None, 100))
+        return by_id
+
+    assert readable() == kept
+    sweeper = make_run(created_ms=wall[0])
+    asyncio.run(store.create_run(sweeper, key_for(), settings_for(10**12), wall[0]))
+    stored.append((wall[0], sweeper))
+    assert readable() == [sweeper, *kept]
+
+
 # --- rate limit --------------------------------------------------------------------------------
 
 

@@ -120,7 +120,7 @@ def test_a_new_model_is_validated_by_its_own_schema(user_mock: Mock) -> None:
     refused = create(user_mock, NEW, size="huge")
     assert error_of(refused) == (400, "invalid_input")
     assert "input.size" in refused.json()["error"]["message"]
-    assert "small, big" in refused.json()["error"]["message"]
+    assert '"small", "big"' in refused.json()["error"]["message"]
 
 
 def test_an_override_changes_the_price(user_mock: Mock, mock: Mock) -> None:

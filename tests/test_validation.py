@@ -9,9 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from mock_runbase.catalog import resolve_ref
 from mock_runbase.errors import RunbaseError
 from mock_runbase.spec import load_spec
 from mock_runbase.validation import ValidatedRequest, parse_create_request
@@ -139,6 +140,71 @@ def test_4k_message_explains_the_rule() -> None:
     with pytest.raises(RunbaseError) as caught:
         parse({"model": GPT, "input": {"prompt": "x", "resolution": "4K"}})
     assert "16:9" in caught.value.message or "wide" in caught.value.message
+
+
+def invalid_input_message(model: str, fields: dict[str, Any]) -> str:
+    with pytest.raises(RunbaseError) as caught:
+        parse({"model": model, "input": fields})
+    assert (caught.value.status, caught.value.code) == (400, "invalid_input")
+    return caught.value.message
+
+
+def test_a_long_value_is_shown_as_a_short_prefix_with_its_length() -> None:
+    prompt = ("a lighthouse at dawn, " * 200)[:4001]
+    message = invalid_input_message(GPT, {"prompt": prompt})
+    assert message == (
+        "Invalid input for openai/gpt-image-2: input.prompt: must be at most 4000 characters, "
+        f'got "{prompt[:40]}…" (4001 characters)'
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "says"),
+    [
+        (
+            "google/nano-banana-2",
+            {"prompt": "x", "aspect_ratio": "7:7"},
+            'input.aspect_ratio: must be one of "1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", '
+            '"4:3", "4:5", "5:4", "8:1", "9:16", "16:9", "21:9", "auto", got "7:7"',
+        ),
+        (
+            "bytedance/seedance-1-pro",
+            {"prompt": "x", "duration": 5},
+            'input.duration: must be one of "5", "10", got 5',  # a string, not a number
+        ),
+        (GPT, {"prompt": ""}, 'input.prompt: must be at least 1 character, got "" (0 characters)'),
+        (GPT, {"prompt": 5}, "input.prompt: must be a string, got 5"),
+        ("kling/kling-3.0", {"prompt": "x", "duration": -4}, "input.duration: must be at least 3"),
+        (
+            GPT,
+            {"prompt": "x", "image_urls": ["https://e.com/a.png"] * 5},
+            "input.image_urls: must have at most 4 items, got 5 items",
+        ),
+        (
+            GPT,
+            {"prompt": "x", "resolution": "4K", "aspect_ratio": "4:3"},
+            'input.aspect_ratio: must be one of "16:9", "9:16", "21:9" when input.resolution is '
+            '"4K", got "4:3" (4K only with the three wide ratios',
+        ),
+        (
+            GPT,
+            {"prompt": "x", "resolution": "4K"},
+            'input.aspect_ratio: is required when input.resolution is "4K"',
+        ),
+    ],
+)
+def test_invalid_input_messages_say_what_is_allowed(
+    model: str, fields: dict[str, Any], says: str
+) -> None:
+    assert says in invalid_input_message(model, fields)
+
+
+def test_an_unknown_model_id_is_shown_as_a_short_prefix() -> None:
+    with pytest.raises(RunbaseError) as caught:
+        parse({"model": "m" * 5000, "input": {"prompt": "x"}})
+    assert caught.value.code == "model_not_found"
+    assert f'"{"m" * 40}…" (5000 characters)' in caught.value.message
+    assert "m" * 41 not in caught.value.message
 
 
 def data_uri(size: int) -> str:
@@ -280,6 +346,43 @@ def test_any_bytes_are_accepted_or_get_a_documented_400(raw: bytes) -> None:
             "model_not_found",
             "invalid_input",
         }
+
+
+MESSAGE_BOUND = 700  # characters: 5 failing rules, each with its field, limits and a prefix
+FIELDS = [
+    (model, name)
+    for model in SPEC.catalog
+    for name in resolve_ref(SPEC.document, {"$ref": model.input_pointer})["properties"]
+]
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=60)
+    | st.integers(41, 20_000).map(lambda n: "é" * n),
+    lambda children: st.lists(children, max_size=8) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@SETTINGS
+@given(field=st.sampled_from(FIELDS), value=JSON_VALUES)
+def test_an_invalid_field_gets_a_bounded_message_naming_it_and_what_it_allows(
+    field: tuple[Any, str], value: Any
+) -> None:
+    model, name = field
+    schema = resolve_ref(
+        SPEC.document,
+        resolve_ref(SPEC.document, {"$ref": model.input_pointer})["properties"][name],
+    )
+    assume(not SPEC.compile_schema(schema).is_valid(value))
+    message = invalid_input_message(model.id, {"prompt": "x", name: value})
+    assert f"input.{name}" in message
+    for allowed in schema.get("enum", []):
+        assert json.dumps(allowed) in message
+    assert len(message) <= MESSAGE_BOUND
+    assert "é" * 41 not in message  # a long string is never repeated beyond its prefix
 
 
 def test_generic_validator_and_mock_agree_on_the_format_of_uris() -> None:
