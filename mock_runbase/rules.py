@@ -6,26 +6,41 @@ and a prompt regex. When it matches it counts the match, then fires if its budge
 draw, so a run of tests is reproducible). The first rule that fires wins.
 
 Whether a rule fires is a pure function of its settings, its match number and its hit
-count (``fires_at``); the draw hashes (seed, rule number, match number), so every store
-(and every process sharing one) draws the same sequence without sharing a generator.
-The Redis store computes the same SHA-1 draw inside Redis (``redis.sha1hex``).
+count (``fires_at``); the draw hashes (seed, the rule's identity, match number), so every
+store (and every process sharing one) draws the same sequence without sharing a generator.
+The identity is a digest of the rule's body, not its place among the rules: the same rule
+under the same seed draws the same sequence whatever rules were added before it. The Redis
+store computes the same SHA-1 draw inside Redis (``redis.sha1hex``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from mock_runbase.errors import RunbaseError
 from mock_runbase.scenarios import SCENARIOS, Params
 
-__all__ = ["Rule", "RuleContext", "draw", "fires_at", "first_firing", "rule_from_body"]
+__all__ = [
+    "Rule",
+    "RuleContext",
+    "draw",
+    "fires_at",
+    "first_firing",
+    "rule_from_body",
+    "rule_identity",
+]
 
 INPUT_FIELDS = ("resolution", "aspect_ratio")
 DRAW_HEX_DIGITS = 13  # 52 bits: exact in a double, in Python and in Redis' Lua alike
 DRAW_SCALE = float(1 << (4 * DRAW_HEX_DIGITS))
+IDENTITY_HEX_DIGITS = 16
+SORT_KEYS = orjson.OPT_SORT_KEYS
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class Rule:
     probability: float | None
     seed: int
     number: int
+    identity: str  # what its draws hash besides the seed: ``rule_identity`` of its body
     body: dict[str, Any] = field(repr=False)  # as added: how a shared store keeps it
     matches: int = 0
     hits: int = 0
@@ -116,13 +132,20 @@ def fires_at(rule: Rule, matches: int, hits: int) -> bool:
         return False
     if rule.every is not None and matches % rule.every != 0:
         return False
-    return rule.probability is None or draw(rule.seed, rule.number, matches) < rule.probability
+    return rule.probability is None or draw(rule.seed, rule.identity, matches) < rule.probability
 
 
-def draw(seed: int, number: int, matches: int) -> float:
+def draw(seed: int, identity: str, matches: int) -> float:
     """A uniform number in [0, 1) for one match of one rule, from SHA-1 of the three."""
-    digest = hashlib.sha1(f"{seed}:{number}:{matches}".encode()).hexdigest()
+    digest = hashlib.sha1(f"{seed}:{identity}:{matches}".encode()).hexdigest()
     return int(digest[:DRAW_HEX_DIGITS], 16) / DRAW_SCALE
+
+
+def rule_identity(body: Mapping[str, Any]) -> str:
+    """A digest of the rule's body (its ``seed`` aside: that is drawn with separately), the
+    same for the same body in any process and whatever its keys' order."""
+    canonical = orjson.dumps({k: v for k, v in body.items() if k != "seed"}, option=SORT_KEYS)
+    return hashlib.sha1(canonical).hexdigest()[:IDENTITY_HEX_DIGITS]
 
 
 def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
@@ -158,5 +181,6 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
         probability=body.get("probability"),
         seed=body.get("seed", seed),
         number=number,
+        identity=rule_identity(body),
         body=body,
     )

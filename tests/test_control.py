@@ -80,6 +80,19 @@ def test_probability_is_seeded_and_reproducible(make_mock: MockFactory) -> None:
     assert first != outcomes_with_probability(make_mock, seed=8)
 
 
+def test_a_seeded_rule_draws_the_same_whatever_rules_were_added_before_it(
+    make_mock: MockFactory,
+) -> None:
+    def outcomes(others: int) -> list[int]:
+        mock = make_mock(seed=7)
+        for n in range(others):
+            add_rule(mock, {"match": {"key": f"sk-other-{n}"}, "effect": {"scenario": "stuck"}})
+        add_rule(mock, {"effect": {"scenario": "rate-limit"}, "probability": 0.5})
+        return [mock.create().status_code for _ in range(40)]
+
+    assert outcomes(3) == outcomes(0)
+
+
 @pytest.mark.parametrize(
     ("scenario", "status", "code"),
     [

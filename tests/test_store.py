@@ -323,6 +323,32 @@ def test_rules_fire_exactly_as_the_pure_model_says(
     harness.run(harness.store.delete_rules(None, rule.id))
 
 
+def test_a_seeded_rule_draws_the_same_sequence_whatever_rules_come_before_it(
+    harness: Harness,
+) -> None:
+    body = {"effect": {"scenario": "fail"}, "match": {"key": "sk-drawn"}, "probability": 0.5}
+    context = RuleContext("create", "sk-drawn", "acct_a", "openai/gpt-image-2", {})
+
+    def fired_after(others: int) -> list[bool]:
+        harness.run(harness.store.reset())
+        for n in range(others):
+            harness.run(
+                harness.store.add_rule({"effect": {"scenario": "stuck"}, "times": n + 1}, 7)
+            )
+        harness.run(harness.store.add_rule(dict(body), 7))
+        fired = []
+        for _ in range(40):
+            rules = harness.run(harness.store.snapshot(Directory())).rules
+            fired.append(
+                harness.run(harness.store.first_firing(rules[others:], context)) is not None
+            )
+        return fired
+
+    alone = fired_after(0)
+    assert fired_after(3) == alone
+    assert 5 < alone.count(True) < 35
+
+
 def test_rules_are_listed_in_order_scoped_and_deleted(harness: Harness) -> None:
     a = harness.run(harness.store.add_rule({"effect": {"scenario": "fail"}}, 0))
     b = harness.run(
