@@ -25,6 +25,7 @@ from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal_records import JournalFilter
 from mock_runbase.model_views import catalog_view
+from mock_runbase.rule_checks import RuleError, checked_rule
 from mock_runbase.runs import file_path, run_view, status_at
 from mock_runbase.scenarios import describe
 
@@ -81,10 +82,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         return control.query(template, request.method).parse(request.query_params.multi_items())
 
     async def body_of(request: Request, schema: str) -> dict[str, Any]:
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-        except orjson.JSONDecodeError:
-            raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
+        body = await json_of(request)
         errors = list(validators[schema].iter_errors(body))
         if errors:
             where = "/".join(str(p) for p in errors[0].instance_path) or "body"
@@ -151,7 +149,10 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
 
     async def add_rule(request: Request) -> Response:
         service = service_of(request)
-        body = await body_of(request, "rule")
+        try:
+            body = checked_rule(await json_of(request), service.spec.catalog, validators["rule"])
+        except RuleError as error:
+            raise RunbaseError(400, "invalid_request", str(error)) from None
         scope = await account_scope(request)
         if scope is not None:
             match = body.setdefault("match", {})
@@ -228,6 +229,13 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         Route(f"{PREFIX}/runs", runs, methods=["GET"]),
         Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
     ]
+
+
+async def json_of(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
 
 
 def route(path: str, **handlers: Handler) -> Route:

@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from mock_runbase.errors import RunbaseError
 from mock_runbase.scenarios import SCENARIOS, Params
 
 __all__ = [
     "Rule",
     "RuleContext",
+    "RuleError",
     "draw",
     "fires_at",
     "first_firing",
@@ -41,6 +41,18 @@ DRAW_HEX_DIGITS = 13  # 52 bits: exact in a double, in Python and in Redis' Lua 
 DRAW_SCALE = float(1 << (4 * DRAW_HEX_DIGITS))
 IDENTITY_HEX_DIGITS = 16
 SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+class RuleError(ValueError):
+    """A rule the mock cannot use. ``field`` is where in the rule (``match.resolution``;
+    empty for the body as a whole), ``message`` what is wrong and what is allowed: the
+    control API answers ``field: message`` (400), a config file puts its own place first
+    (``rules[2].match.resolution: ...``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class Rule:
             return False
         user_input = context.input or {}
         for name in INPUT_FIELDS:
-            if name in self.match and user_input.get(name) != self.match[name]:
+            value = user_input.get(name)  # a rule spells every value as a string
+            if name in self.match and (value is None or str(value) != self.match[name]):
                 return False
         if self.prompt_regex is not None:
             prompt = user_input.get("prompt")
@@ -156,20 +169,17 @@ def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
 
 
 def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
-    """A rule from a ``MockRuleInput`` body already validated against the spec."""
+    """A rule from a ``MockRuleInput`` body already checked (``rule_checks.checked_rule``)."""
     match = dict(body.get("match") or {})
     pattern = match.pop("prompt_regex", None)
     effect = body["effect"]
     name = effect["scenario"]
     if name not in SCENARIOS:
-        known = ", ".join(sorted(SCENARIOS))
-        raise RunbaseError(
-            400, "invalid_request", f"effect.scenario {name!r} is not one of {known}"
-        )
+        raise RuleError("effect.scenario", f"{name!r} is not one of {', '.join(SCENARIOS)}")
     try:
         regex = re.compile(pattern) if pattern is not None else None
     except re.error as error:
-        raise RunbaseError(400, "invalid_request", f"match.prompt_regex: {error}") from None
+        raise RuleError("match.prompt_regex", f"{pattern!r} is not a regex: {error}") from None
     return Rule(
         id=f"rule_{number}",
         scenario=name,

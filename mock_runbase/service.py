@@ -31,7 +31,8 @@ from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
 from mock_runbase.ratelimit import retry_after_header
-from mock_runbase.rules import Rule, RuleContext, rule_from_body
+from mock_runbase.rule_checks import RuleError, checked_rule
+from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
@@ -116,13 +117,11 @@ class RunbaseService:
         rules = self.config.get("rules") or []
         validator = self.control.compile("#/components/schemas/MockRuleInput")
         for index, rule in enumerate(rules):
-            problem = next(iter(validator.iter_errors(rule)), None)
-            if problem is not None:
-                raise ConfigError(f"rules[{index}]: {problem.message}")
             try:
-                rule_from_body(dict(rule), index + 1, self.settings.seed)
-            except RunbaseError as error:
-                raise ConfigError(f"rules[{index}]: {error.message}") from None
+                checked_rule(rule, self.spec.catalog, validator)
+            except RuleError as error:
+                where = f"rules[{index}]" + (f".{error.field}" if error.field else "")
+                raise ConfigError(f"{where}: {error.message}") from None
         return list(rules)
 
     async def start(self) -> None:
