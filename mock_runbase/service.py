@@ -289,14 +289,10 @@ class RunbaseService:
         return view
 
     async def named_account_view(self, account: str) -> dict[str, Any]:
-        """The account with its declared keys and any other key that has spent on it."""
+        """The account with its declared keys (or, for an implicit account, its key)."""
         directory = await self.directory()
-        keys = directory.keys_of(account)
-        declared = {key.key for key in keys}
-        for token in (await self.store.ledgers(account, await self.clock.now())).keys:
-            if token not in declared:
-                keys.append(directory.implicit_key(token))
-        return await self.account_view(account, keys)
+        used = list((await self.store.ledgers(account, await self.clock.now())).keys)
+        return await self.account_view(account, directory.listed_keys(account, used))
 
     async def account_views(self) -> list[dict[str, Any]]:
         """Every declared account and every account that has been charged, by name."""

@@ -349,6 +349,49 @@ def test_invalid_account_updates_change_nothing(mock: Mock, body: Any) -> None:
     assert mock.client.get("/_mock/accounts/team").json() == before
 
 
+def test_keys_dropped_by_a_put_stop_working_and_are_no_longer_listed(
+    tmp_path: Path, make_mock: MockFactory
+) -> None:
+    config = tmp_path / "mock.yaml"
+    config.write_text("accounts:\n  team:\n    keys: [sk-team-old]\n")
+    mock = make_mock(config=config)
+    run_id = mock.create(key="sk-team-old").json()["id"]
+
+    def put_keys(*keys: str) -> dict[str, Any]:
+        body = {"keys": [{"key": key} for key in keys]}
+        response = mock.client.put("/_mock/accounts/team", json=body)
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    def refused(key: str) -> bool:
+        own = {"Authorization": f"Bearer {key}"}
+        answers = [
+            mock.create(key=key),
+            mock.get(run_id, key=key),
+            mock.client.get("/_mock/account", headers=own),
+        ]
+        return all(error_of(answer) == (401, "invalid_api_key") for answer in answers)
+
+    view = put_keys("sk-team-new")
+    assert [key["last4"] for key in view["keys"]] == ["-new"]
+    assert refused("sk-team-old")
+    team = mock.client.get("/_mock/accounts/team").json()
+    assert [key["last4"] for key in team["keys"]] == ["-new"]
+    assert (team["runs"], team["spentUsd"]) == (1, 50_000)  # its history stays the account's
+    listed = mock.client.get("/_mock/accounts").json()["accounts"]
+    assert [a["account"] for a in listed] == ["team"]  # no implicit account for the old key
+    assert [key["last4"] for key in listed[0]["keys"]] == ["-new"]
+    put_keys("sk-team-third")  # a key given by a PUT and taken by the next one, too
+    assert refused("sk-team-new") and refused("sk-team-old")
+    put_keys("sk-team-old", "sk-team-third")  # given back, it works again
+    assert mock.create(key="sk-team-old").status_code == 200
+    assert refused("sk-team-new")
+    mock.client.post("/_mock/reset")  # back to the config: the config's key only
+    assert mock.create(key="sk-team-old").status_code == 200
+    assert mock.create(key="sk-team-new").json()["id"]  # undeclared again: an implicit key
+
+
 def test_a_key_of_another_account_cannot_be_taken(mock: Mock) -> None:
     mock.client.put("/_mock/accounts/a", json={"keys": [{"key": "sk-shared"}]})
     taken = mock.client.put("/_mock/accounts/b", json={"keys": [{"key": "sk-shared"}]})

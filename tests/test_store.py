@@ -381,6 +381,36 @@ def test_account_overrides_are_shared_and_keep_keys_not_replaced(harness: Harnes
     assert "sk-config" not in seen.keys
 
 
+def test_keys_dropped_by_a_put_are_revoked_for_every_process(harness: Harness) -> None:
+    base = Directory(keys={"sk-config": key_for("sk-config", "team")})
+    store, peer = harness.store, harness.peer()
+
+    def refused(directory: Directory, token: str) -> bool:
+        with pytest.raises(RunbaseError) as raised:
+            directory.authenticate(f"Bearer {token}", START)
+        return (
+            raised.value.code == "invalid_api_key"
+            and directory.account_of(f"Bearer {token}") == "team"
+        )
+
+    harness.run(store.put_account(base, "team", AccountOverride(COST, (key_for("sk-a", "team"),))))
+    harness.run(peer.put_account(base, "team", AccountOverride(COST, (key_for("sk-b", "team"),))))
+    harness.run(store.put_account(base, "team", AccountOverride(2 * COST)))  # balance only
+    seen = harness.run(peer.snapshot(base)).directory
+    assert [key.key for key in seen.keys_of("team")] == ["sk-b"]
+    assert refused(seen, "sk-config") and refused(seen, "sk-a")
+    assert seen.listed_keys("team", ["sk-config", "sk-a", "sk-b"]) == seen.keys_of("team")
+    back = (key_for("sk-a", "team"),)
+    harness.run(store.put_account(base, "team", AccountOverride(COST, back)))
+    seen = harness.run(harness.peer().snapshot(base)).directory
+    assert seen.authenticate("Bearer sk-a", START).account == "team"
+    assert refused(seen, "sk-b") and refused(seen, "sk-config")
+    other = (key_for("sk-b", "other"),)  # a revoked key may be given to another account
+    harness.run(peer.put_account(base, "other", AccountOverride(COST, other)))
+    seen = harness.run(store.snapshot(base)).directory
+    assert seen.authenticate("Bearer sk-b", START).account == "other"
+
+
 def test_a_key_held_by_another_account_is_refused(harness: Harness) -> None:
     base = Directory(keys={"sk-config": key_for("sk-config", "team")})
     with pytest.raises(ConfigError):
