@@ -99,13 +99,18 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     async def list_accounts(request: Request) -> Response:
         scope = await account_scope(request)
         service = service_of(request)
-        if scope is not None:
+        if scope is None:
+            return json({"accounts": await service.account_views()})
+        if keyed(request) or scope in await service.account_names():
             return json({"accounts": [await service.named_account_view(scope)]})
-        return json({"accounts": await service.account_views()})
+        return json({"accounts": []})
 
     async def get_account(request: Request) -> Response:
         name = await own_account(request)
-        return json(await service_of(request).named_account_view(name))
+        service = service_of(request)
+        if keyed(request):  # scoped by the caller's key: its own account, known by the key
+            return json(await service.named_account_view(name))
+        return json(await service.known_account_view(name))
 
     async def put_account(request: Request) -> Response:
         name = await own_account(request)
@@ -266,6 +271,11 @@ async def account_scope(request: Request) -> str | None:
     if named and named != own:
         raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
     return own
+
+
+def keyed(request: Request) -> bool:
+    """Whether the call is scoped by the caller's own key (``account_scope`` checked it)."""
+    return "authorization" in request.headers
 
 
 async def own_account(request: Request) -> str:

@@ -7,6 +7,7 @@ limiter's window and the rules' match counters aside, as with any real limiter).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -53,6 +54,7 @@ from mock_runbase.validation import ValidatedRequest, parse_create_request
 __all__ = ["Caller", "Created", "Polled", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
+MAX_NAMES_SHOWN = 20
 KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
     "key": "key",
     "spendLimitCents": "spend_limit_cents",
@@ -296,8 +298,20 @@ class RunbaseService:
 
     async def account_views(self) -> list[dict[str, Any]]:
         """Every declared account and every account that has been charged, by name."""
+        return [await self.named_account_view(name) for name in await self.account_names()]
+
+    async def account_names(self) -> list[str]:
+        """The accounts the mock knows: declared (config file or PUT), or charged at least
+        once (an undeclared key's implicit account, once it has created a run)."""
         names = set((await self.directory()).accounts) | set(await self.store.account_names())
-        return [await self.named_account_view(name) for name in sorted(names)]
+        return sorted(names)
+
+    async def known_account_view(self, account: str) -> dict[str, Any]:
+        """The account, if the mock knows it; else 404 naming the known ones."""
+        names = await self.account_names()
+        if account not in names:
+            raise RunbaseError(404, "account_not_found", unknown_account(account, names))
+        return await self.named_account_view(account)
 
     async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         """Set an account's balance (micro-USD, now) and/or replace its declared keys."""
@@ -356,6 +370,18 @@ class RunbaseService:
         )
         if "rate_limit" in changes:
             self.store.set_rate_limit(self.settings.rate_limit)
+
+
+def unknown_account(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ", ".join(known[:MAX_NAMES_SHOWN]) or "none yet"
+    more = f" and {len(known) - MAX_NAMES_SHOWN} more" if len(known) > MAX_NAMES_SHOWN else ""
+    return (
+        f"No account {name!r}{hint}: an account is declared in --config or by PUT "
+        f"/_mock/accounts/{{account}}, or made by an undeclared key's first run. "
+        f"Known: {shown}{more}"
+    )
 
 
 def media_cache_key(run: Run) -> str:
