@@ -53,10 +53,15 @@ class Choice:
         return Choice(name, params, None, warnings)
 
 
+NOTHING_ASKED = Choice()
+
+
 def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice:
     """The choice of a request to ``endpoint`` (``create`` or ``get``): the header, else the
     prompt's first tag, else the default. Raises 400 ``invalid_mock_scenario`` for
     parameters the named scenario cannot use."""
+    if header is None and prompt is None:  # a poll without the header: the hot path
+        return NOTHING_ASKED
     tags = list(PROMPT_TAG.finditer(prompt)) if isinstance(prompt, str) else []
     if header is not None and header.strip():
         choice = parsed(header, HEADER, endpoint)
@@ -65,7 +70,7 @@ def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice
         choice = parsed(tags[0][1], f"prompt tag {echo(tags[0][0])}", endpoint)
         ignored, reason = tags[1:], "only the first tag counts"
     else:
-        return Choice()
+        return NOTHING_ASKED
     extra = tuple(f"prompt tag {echo(tag[0])} ignored: {reason}" for tag in ignored)
     return replace(choice, warnings=choice.warnings + extra)
 

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 
 from mock_runbase.errors import RunbaseError
 
-__all__ = ["MAX_LATENCY_MS", "PARAMS", "SCENARIOS", "Effect", "Params", "Scenario", "scenario"]
+__all__ = [
+    "DEFAULT",
+    "MAX_LATENCY_MS",
+    "PARAMS",
+    "SCENARIOS",
+    "Effect",
+    "Params",
+    "Scenario",
+    "scenario",
+]
 
 DEFAULT = "succeed"
 CREATE = frozenset({"create"})

@@ -45,7 +45,7 @@ from mock_runbase.runs import (
     timing_for,
 )
 from mock_runbase.scenario_choice import Choice, requested_scenario, with_warning
-from mock_runbase.scenarios import SCENARIOS, Effect
+from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
 from mock_runbase.store import Snapshot, Store
@@ -216,7 +216,8 @@ class RunbaseService:
         choice = requested_scenario(scenario_header, None, "get")
         try:
             choice = await self.ruled(choice, rules, RuleContext("get", key.key, key.account))
-            await self.apply_to_exchange(SCENARIOS[choice.name].build(choice.params))
+            if choice.name != DEFAULT:
+                await self.apply_to_exchange(SCENARIOS[choice.name].build(choice.params))
             run = await self.store.get_run(run_id)
             if run is None or run.account != key.account:
                 raise RunbaseError(
