@@ -3,7 +3,9 @@
 Settings are declared in ``--config`` (or implied for any ``sk-`` key when keys are not
 strict) and changed at run time by ``PUT /_mock/accounts/{name}``: those changes are
 ``AccountOverride``s kept in the store, laid over the config's directory
-(``with_overrides``), so every process sharing a store sees them. What changes with use
+(``with_overrides``), so every process sharing a store sees them. A PUT's ``keys`` are the
+account's keys from then on: a key it drops is revoked (401, as a disabled key), never
+turned into an implicit key of an account of its own. What changes with use
 (spend, refunds, usage) lives in the store's ledgers. The checks here are pure functions of
 both, so every store applies exactly the same rules.
 """
@@ -107,12 +109,13 @@ class Directory:
     keys: dict[str, KeySettings] = field(default_factory=dict)
     strict_keys: bool = False
     default_balance_usd: int = 100 * MICRO
+    revoked: dict[str, str] = field(default_factory=dict)  # key -> the account that dropped it
 
     def authenticate(self, authorization: str | None, now_ms: int) -> KeySettings:
         token = key_from_header(authorization)
         declared = self.keys.get(token)
         if declared is None:
-            if self.strict_keys or not token.startswith(KEY_PREFIX):
+            if self.strict_keys or not token.startswith(KEY_PREFIX) or token in self.revoked:
                 raise RunbaseError(
                     401, "invalid_api_key", "API key is invalid, disabled or expired"
                 )
@@ -130,6 +133,8 @@ class Directory:
         declared = self.keys.get(token)
         if declared is not None:
             return declared.account
+        if token in self.revoked:
+            return self.revoked[token]
         if self.strict_keys or not token.startswith(KEY_PREFIX):
             return None
         return self.implicit_key(token).account
@@ -145,18 +150,33 @@ class Directory:
         found = self.accounts.get(name)
         return found or AccountSettings(name=name, starting_balance_usd=self.default_balance_usd)
 
+    def listed_keys(self, account: str, used: list[str]) -> list[KeySettings]:
+        """The keys an account lists: its declared ones, and of the keys ``used`` on it (its
+        ledger's), the implicit key it is named after; never a key it dropped."""
+        keys = self.keys_of(account)
+        declared = {key.key for key in keys}
+        for token in used:
+            if token not in declared and token not in self.keys and token not in self.revoked:
+                implied = self.implicit_key(token)
+                if implied.account == account:
+                    keys.append(implied)
+        return keys
+
 
 @dataclass(frozen=True)
 class AccountOverride:
     """An account as ``PUT /_mock/accounts/{name}`` left it: its starting balance and, when
-    given, the keys that replace its declared ones."""
+    given, the keys that replace its declared ones; ``dropped``, the keys earlier PUTs gave
+    it and later ones took away (the config's own are known from the config)."""
 
     starting_balance_usd: int
     keys: tuple[KeySettings, ...] | None = None
+    dropped: tuple[str, ...] = ()
 
     def to_data(self) -> dict[str, Any]:
         keys = None if self.keys is None else [asdict(key) for key in self.keys]
-        return {"startingBalanceUsd": self.starting_balance_usd, "keys": keys}
+        data = {"startingBalanceUsd": self.starting_balance_usd, "keys": keys}
+        return {**data, "dropped": list(self.dropped)}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> AccountOverride:
@@ -164,14 +184,20 @@ class AccountOverride:
         return cls(
             starting_balance_usd=int(data["startingBalanceUsd"]),
             keys=None if keys is None else tuple(key_from_data(key) for key in keys),
+            dropped=tuple(data.get("dropped") or ()),
         )
 
 
 def merged_override(old: AccountOverride | None, new: AccountOverride) -> AccountOverride:
-    """``new``, keeping ``old``'s keys when ``new`` does not replace them."""
-    if new.keys is not None or old is None:
+    """``new``, keeping ``old``'s keys when ``new`` does not replace them, and remembering
+    every key a PUT gave the account that the latest keys no longer hold."""
+    if old is None:
         return new
-    return replace(new, keys=old.keys)
+    if new.keys is None:
+        return replace(new, keys=old.keys, dropped=old.dropped)
+    held = {key.key for key in new.keys}
+    given = {*old.dropped, *(key.key for key in old.keys or ())}
+    return replace(new, dropped=tuple(sorted(given - held)))
 
 
 def key_from_data(data: Mapping[str, Any]) -> KeySettings:
@@ -182,21 +208,24 @@ def with_overrides(base: Directory, overrides: Mapping[str, AccountOverride]) ->
     """The directory in effect: the config's, with the account overrides laid over it.
 
     Keys are replaced in two passes (drop every overridden account's keys, then add the
-    new ones), so the result does not depend on the order of the overrides. Raises
-    ConfigError if an override claims a key another account holds.
+    new ones), so the result does not depend on the order of the overrides. A dropped key
+    that no account holds any more is revoked. Raises ConfigError if an override claims a
+    key another account holds.
     """
     accounts = dict(base.accounts)
-    keys = dict(base.keys)
     replaced = {name for name, override in overrides.items() if override.keys is not None}
-    keys = {token: key for token, key in keys.items() if key.account not in replaced}
+    keys = {token: key for token, key in base.keys.items() if key.account not in replaced}
+    dropped = {token: key.account for token, key in base.keys.items() if token not in keys}
     for name, override in overrides.items():
         accounts[name] = AccountSettings(name, override.starting_balance_usd)
+        dropped.update(dict.fromkeys(override.dropped, name))
         for key in override.keys or ():
             owner = keys.get(key.key)
             if owner is not None and owner.account != name:
                 raise ConfigError(f"key ...{key.last4} belongs to account {owner.account!r}")
             keys[key.key] = key
-    return replace(base, accounts=accounts, keys=keys)
+    revoked = {token: name for token, name in dropped.items() if token not in keys}
+    return replace(base, accounts=accounts, keys=keys, revoked=revoked)
 
 
 @lru_cache(maxsize=16384)  # hashed once per key, not once per request

@@ -315,10 +315,13 @@ async def get_run(request: Request) -> Response:
     service = service_of(request)
     caller = await service.authorize(header(request, b"authorization"), client_ip(request))
     note_account(request.scope, caller.key.account)
-    run = await service.get_run(caller, request.path_params["run_id"])
+    polled = await service.get_run(
+        caller, request.path_params["run_id"], header(request, b"x-mock-scenario")
+    )
     base = public_base(request, service)
-    view = run_view(run, await service.now(), lambda name: base + file_path(name))
-    return json_answer(request, view)
+    view = run_view(polled.run, await service.now(), lambda name: base + file_path(name))
+    headers = {"X-Mock-Warning": polled.warning} if polled.warning else None
+    return json_answer(request, view, headers=headers)
 
 
 MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4"}

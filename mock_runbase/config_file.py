@@ -42,9 +42,9 @@ from mock_runbase.accounts import (
     KeySettings,
     usd_to_micro,
 )
+from mock_runbase.catalog import Catalog
 from mock_runbase.control_spec import ControlSpec
-from mock_runbase.errors import RunbaseError
-from mock_runbase.rules import rule_from_body
+from mock_runbase.rule_checks import RuleError, checked_rule
 
 __all__ = [
     "EMPTY",
@@ -66,6 +66,7 @@ RuleCheck = Callable[[Mapping[str, Any]], "RuleProblem | None"]
 class RuleProblem:
     path: Sequence[str | int]  # inside the rule
     message: str
+    unknown_key: bool = False
 
 
 def api_key(value: str) -> str:
@@ -285,20 +286,20 @@ def duplicate_keys(config: ConfigFile) -> list[str]:
     return problems
 
 
-def rule_checker(control: ControlSpec, seed: int) -> RuleCheck:
-    """Why a rule of the file cannot be added, as ``POST /_mock/rules`` would say: its shape by
-    the control API's ``MockRuleInput`` schema, then the rule parser."""
+def rule_checker(control: ControlSpec, catalog: Catalog) -> RuleCheck:
+    """Why a rule of the file cannot be added, as ``POST /_mock/rules`` would say
+    (``rule_checks.checked_rule``), a misspelled key with the closest known one."""
     schema = control.document["components"]["schemas"]["MockRuleInput"]
     validator = control.compile("#/components/schemas/MockRuleInput")
 
     def check(rule: Mapping[str, Any]) -> RuleProblem | None:
-        problem = schema_problem(schema, validator, rule)
-        if problem is not None:
-            return problem
+        misspelled = schema_problem(schema, validator, rule)
+        if misspelled is not None and misspelled.unknown_key:
+            return misspelled
         try:
-            rule_from_body(dict(rule), 1, seed)
-        except RunbaseError as error:
-            return RuleProblem([], error.message)
+            checked_rule(rule, catalog, validator)
+        except RuleError as error:
+            return RuleProblem(error.field.split(".") if error.field else [], error.message)
         return None
 
     return check
@@ -318,5 +319,5 @@ def schema_problem(
             node = node.get("properties", {}).get(part, {})
         allowed = list(node.get("properties", {}))
         name = str(unexpected[0])
-        return RuleProblem([*error.instance_path, name], unknown_key(name, allowed))
+        return RuleProblem([*error.instance_path, name], unknown_key(name, allowed), True)
     return RuleProblem(list(error.instance_path), error.message)

@@ -25,6 +25,7 @@ from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.journal_records import JournalFilter
 from mock_runbase.model_views import catalog_view
+from mock_runbase.rule_checks import RuleError, checked_rule
 from mock_runbase.runs import file_path, run_view, status_at
 from mock_runbase.scenarios import describe
 
@@ -81,10 +82,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         return control.query(template, request.method).parse(request.query_params.multi_items())
 
     async def body_of(request: Request, schema: str) -> dict[str, Any]:
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-        except orjson.JSONDecodeError:
-            raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
+        body = await json_of(request)
         errors = list(validators[schema].iter_errors(body))
         if errors:
             where = "/".join(str(p) for p in errors[0].instance_path) or "body"
@@ -101,13 +99,18 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     async def list_accounts(request: Request) -> Response:
         scope = await account_scope(request)
         service = service_of(request)
-        if scope is not None:
+        if scope is None:
+            return json({"accounts": await service.account_views()})
+        if keyed(request) or scope in await service.account_names():
             return json({"accounts": [await service.named_account_view(scope)]})
-        return json({"accounts": await service.account_views()})
+        return json({"accounts": []})
 
     async def get_account(request: Request) -> Response:
         name = await own_account(request)
-        return json(await service_of(request).named_account_view(name))
+        service = service_of(request)
+        if keyed(request):  # scoped by the caller's key: its own account, known by the key
+            return json(await service.named_account_view(name))
+        return json(await service.known_account_view(name))
 
     async def put_account(request: Request) -> Response:
         name = await own_account(request)
@@ -151,7 +154,10 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
 
     async def add_rule(request: Request) -> Response:
         service = service_of(request)
-        body = await body_of(request, "rule")
+        try:
+            body = checked_rule(await json_of(request), service.spec.catalog, validators["rule"])
+        except RuleError as error:
+            raise RunbaseError(400, "invalid_request", str(error)) from None
         scope = await account_scope(request)
         if scope is not None:
             match = body.setdefault("match", {})
@@ -230,6 +236,13 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     ]
 
 
+async def json_of(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
+
+
 def route(path: str, **handlers: Handler) -> Route:
     """One route for several methods, so a 405's Allow header lists all of them."""
 
@@ -258,6 +271,11 @@ async def account_scope(request: Request) -> str | None:
     if named and named != own:
         raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
     return own
+
+
+def keyed(request: Request) -> bool:
+    """Whether the call is scoped by the caller's own key (``account_scope`` checked it)."""
+    return "authorization" in request.headers
 
 
 async def own_account(request: Request) -> str:

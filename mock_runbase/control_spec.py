@@ -22,6 +22,7 @@ import yaml
 
 from mock_runbase.catalog import resolve_ref
 from mock_runbase.errors import RunbaseError
+from mock_runbase.rule_checks import with_match_branches
 from mock_runbase.spec import Spec, compile_pointer, compile_schema, load_spec, packaged_file
 
 __all__ = ["ControlSpec", "QueryCheck", "bundle", "load_control_spec"]
@@ -161,20 +162,21 @@ def default_control_path() -> Path:
 
 
 def load_control_spec(runbase: Spec | None = None, path: str | Path | None = None) -> ControlSpec:
-    """The control document bundled with ``runbase`` (default: the packaged Runbase spec);
-    the default pair is read once per process."""
+    """The control document bundled with ``runbase`` (default: the packaged Runbase spec),
+    what a rule may match taken from its catalog; the default pair is read once per process."""
     if path is None and (runbase is None or runbase is load_spec()):
         return _default_control_spec()
-    return _load(Path(path or default_control_path()), (runbase or load_spec()).document)
+    return _load(Path(path or default_control_path()), runbase or load_spec())
 
 
 @lru_cache(maxsize=1)
 def _default_control_spec() -> ControlSpec:
-    return _load(default_control_path(), load_spec().document)
+    return _load(default_control_path(), load_spec())
 
 
-def _load(path: Path, runbase: dict[str, Any]) -> ControlSpec:
-    document = bundle(yaml.safe_load(path.read_bytes()), runbase)
+def _load(path: Path, runbase: Spec) -> ControlSpec:
+    document = bundle(yaml.safe_load(path.read_bytes()), runbase.document)
+    with_match_branches(document, runbase.catalog)
     spec = ControlSpec(
         path=path,
         document=document,

@@ -429,10 +429,9 @@ class RedisStore:
         for rule in rules:
             if not rule.applies_to(context):
                 continue
-            args = [rule.times, rule.every, rule.probability, rule.seed, rule.number]
-            fired = await self._fire_rule(
-                keys=[self.k("rule", rule.id)], args=["" if a is None else repr(a) for a in args]
-            )
+            budget = [rule.times, rule.every, rule.probability]
+            args = ["" if a is None else repr(a) for a in budget] + [str(rule.seed), rule.identity]
+            fired = await self._fire_rule(keys=[self.k("rule", rule.id)], args=args)
             if fired:
                 return rule
         return None

@@ -6,26 +6,53 @@ and a prompt regex. When it matches it counts the match, then fires if its budge
 draw, so a run of tests is reproducible). The first rule that fires wins.
 
 Whether a rule fires is a pure function of its settings, its match number and its hit
-count (``fires_at``); the draw hashes (seed, rule number, match number), so every store
-(and every process sharing one) draws the same sequence without sharing a generator.
-The Redis store computes the same SHA-1 draw inside Redis (``redis.sha1hex``).
+count (``fires_at``); the draw hashes (seed, the rule's identity, match number), so every
+store (and every process sharing one) draws the same sequence without sharing a generator.
+The identity is a digest of the rule's body, not its place among the rules: the same rule
+under the same seed draws the same sequence whatever rules were added before it. The Redis
+store computes the same SHA-1 draw inside Redis (``redis.sha1hex``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_runbase.errors import RunbaseError
+import orjson
+
 from mock_runbase.scenarios import SCENARIOS, Params
 
-__all__ = ["Rule", "RuleContext", "draw", "fires_at", "first_firing", "rule_from_body"]
+__all__ = [
+    "Rule",
+    "RuleContext",
+    "RuleError",
+    "draw",
+    "fires_at",
+    "first_firing",
+    "rule_from_body",
+    "rule_identity",
+]
 
 INPUT_FIELDS = ("resolution", "aspect_ratio")
 DRAW_HEX_DIGITS = 13  # 52 bits: exact in a double, in Python and in Redis' Lua alike
 DRAW_SCALE = float(1 << (4 * DRAW_HEX_DIGITS))
+IDENTITY_HEX_DIGITS = 16
+SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+class RuleError(ValueError):
+    """A rule the mock cannot use. ``field`` is where in the rule (``match.resolution``;
+    empty for the body as a whole), ``message`` what is wrong and what is allowed: the
+    control API answers ``field: message`` (400), a config file puts its own place first
+    (``rules[2].match.resolution: ...``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,7 @@ class Rule:
     probability: float | None
     seed: int
     number: int
+    identity: str  # what its draws hash besides the seed: ``rule_identity`` of its body
     body: dict[str, Any] = field(repr=False)  # as added: how a shared store keeps it
     matches: int = 0
     hits: int = 0
@@ -71,7 +99,8 @@ class Rule:
             return False
         user_input = context.input or {}
         for name in INPUT_FIELDS:
-            if name in self.match and user_input.get(name) != self.match[name]:
+            value = user_input.get(name)  # a rule spells every value as a string
+            if name in self.match and (value is None or str(value) != self.match[name]):
                 return False
         if self.prompt_regex is not None:
             prompt = user_input.get("prompt")
@@ -116,13 +145,20 @@ def fires_at(rule: Rule, matches: int, hits: int) -> bool:
         return False
     if rule.every is not None and matches % rule.every != 0:
         return False
-    return rule.probability is None or draw(rule.seed, rule.number, matches) < rule.probability
+    return rule.probability is None or draw(rule.seed, rule.identity, matches) < rule.probability
 
 
-def draw(seed: int, number: int, matches: int) -> float:
+def draw(seed: int, identity: str, matches: int) -> float:
     """A uniform number in [0, 1) for one match of one rule, from SHA-1 of the three."""
-    digest = hashlib.sha1(f"{seed}:{number}:{matches}".encode()).hexdigest()
+    digest = hashlib.sha1(f"{seed}:{identity}:{matches}".encode()).hexdigest()
     return int(digest[:DRAW_HEX_DIGITS], 16) / DRAW_SCALE
+
+
+def rule_identity(body: Mapping[str, Any]) -> str:
+    """A digest of the rule's body (its ``seed`` aside: that is drawn with separately), the
+    same for the same body in any process and whatever its keys' order."""
+    canonical = orjson.dumps({k: v for k, v in body.items() if k != "seed"}, option=SORT_KEYS)
+    return hashlib.sha1(canonical).hexdigest()[:IDENTITY_HEX_DIGITS]
 
 
 def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
@@ -133,20 +169,17 @@ def first_firing(rules: list[Rule], context: RuleContext) -> Rule | None:
 
 
 def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
-    """A rule from a ``MockRuleInput`` body already validated against the spec."""
+    """A rule from a ``MockRuleInput`` body already checked (``rule_checks.checked_rule``)."""
     match = dict(body.get("match") or {})
     pattern = match.pop("prompt_regex", None)
     effect = body["effect"]
     name = effect["scenario"]
     if name not in SCENARIOS:
-        known = ", ".join(sorted(SCENARIOS))
-        raise RunbaseError(
-            400, "invalid_request", f"effect.scenario {name!r} is not one of {known}"
-        )
+        raise RuleError("effect.scenario", f"{name!r} is not one of {', '.join(SCENARIOS)}")
     try:
         regex = re.compile(pattern) if pattern is not None else None
     except re.error as error:
-        raise RunbaseError(400, "invalid_request", f"match.prompt_regex: {error}") from None
+        raise RuleError("match.prompt_regex", f"{pattern!r} is not a regex: {error}") from None
     return Rule(
         id=f"rule_{number}",
         scenario=name,
@@ -158,5 +191,6 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
         probability=body.get("probability"),
         seed=body.get("seed", seed),
         number=number,
+        identity=rule_identity(body),
         body=body,
     )

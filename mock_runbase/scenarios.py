@@ -1,28 +1,36 @@
 """Forced outcomes and faults, by name: the registry behind headers, prompt tags and rules.
 
-A client picks one for a create with the header ``X-Mock-Scenario: fail`` or, when it cannot
-set headers, with a tag in the prompt: ``[mock:fail]``; a rule (``/_mock/rules``) picks one
-for every request it matches, with parameters (an error code, a delay). Each scenario is a
-registered function from ``Params`` to an ``Effect``; the control API and CLI list the
-registry, and nothing branches on scenario names elsewhere.
+A client picks one with the header ``X-Mock-Scenario: fail`` or, on a create when it cannot
+set headers, with a tag in the prompt: ``[mock:fail]`` (``scenario_choice`` reads both); a
+rule (``/_mock/rules``) picks one for every request it matches. Both may pass the parameters
+a scenario declares (an error code, a delay). Each scenario is a registered function from
+``Params`` to an ``Effect``; the control API and CLI list the registry, and nothing branches
+on scenario names elsewhere.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from mock_runbase.errors import RunbaseError
 
-__all__ = ["SCENARIOS", "Effect", "Params", "Scenario", "pick_scenario", "scenario"]
+__all__ = [
+    "DEFAULT",
+    "MAX_LATENCY_MS",
+    "PARAMS",
+    "SCENARIOS",
+    "Effect",
+    "Params",
+    "Scenario",
+    "scenario",
+]
 
-SCENARIO_HEADER = "x-mock-scenario"
-PROMPT_TAG = re.compile(r"\[mock:([A-Za-z0-9_-]+)\]")
 DEFAULT = "succeed"
 CREATE = frozenset({"create"})
 BOTH = frozenset({"create", "get"})
+PARAMS = ("code", "message", "ms")  # the fields of Params, as rules and headers spell them
+MAX_LATENCY_MS = 600_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,14 @@ class Scenario:
     name: str
     endpoints: frozenset[str]
     build: Callable[[Params], Effect]
+    params: tuple[str, ...] = ()  # the ones it uses: any other given is refused, not ignored
+
+    @property
+    def creates_only(self) -> bool:
+        return "get" not in self.endpoints
+
+    def takes(self) -> str:
+        return ", ".join(self.params) if self.params else "no parameters"
 
     @property
     def description(self) -> str:
@@ -62,12 +78,14 @@ SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, endpoints: frozenset[str] = CREATE
+    name: str, endpoints: frozenset[str] = CREATE, params: tuple[str, ...] = ()
 ) -> Callable[[Callable[[Params], Effect]], Callable[[Params], Effect]]:
     def register(function: Callable[[Params], Effect]) -> Callable[[Params], Effect]:
         if name in SCENARIOS:
             raise ValueError(f"scenario {name!r} is already registered")
-        SCENARIOS[name] = Scenario(name=name, endpoints=endpoints, build=function)
+        if not set(params) <= set(PARAMS):
+            raise ValueError(f"scenario {name!r}: parameters are among {PARAMS}")
+        SCENARIOS[name] = Scenario(name, endpoints, function, params)
         return function
 
     return register
@@ -79,7 +97,7 @@ def succeed(params: Params) -> Effect:
     return Effect()
 
 
-@scenario("fail")
+@scenario("fail", params=("code", "message"))
 def fail(params: Params) -> Effect:
     """The run goes pending -> processing -> failed with an error (code and message may be
     chosen by a rule); its cost is refunded when it fails."""
@@ -104,14 +122,14 @@ def slow(params: Params) -> Effect:
     return Effect(slowdown=10.0)
 
 
-@scenario("error-500", BOTH)
+@scenario("error-500", BOTH, params=("message",))
 def error_500(params: Params) -> Effect:
     """The request answers 500 internal_error; a create creates nothing."""
     message = params.message or "Internal server error"
     return Effect(http_error=RunbaseError(500, "internal_error", message))
 
 
-@scenario("latency", BOTH)
+@scenario("latency", BOTH, params=("ms",))
 def latency(params: Params) -> Effect:
     """The answer is delayed by `ms` milliseconds of real time (default 1000)."""
     return Effect(delay_ms=params.ms if params.ms is not None else 1000)
@@ -144,21 +162,6 @@ def insufficient_balance(params: Params) -> Effect:
     return Effect(
         http_error=RunbaseError(402, "insufficient_balance", "Insufficient balance for this run")
     )
-
-
-def pick_scenario(header: str | None, user_input: dict[str, Any]) -> tuple[str, str | None]:
-    """(scenario name, warning): the header wins over a prompt tag; unknown names warn."""
-    requested = header.strip().lower() if header else None
-    if not requested:
-        prompt = user_input.get("prompt")
-        found = PROMPT_TAG.search(prompt) if isinstance(prompt, str) else None
-        requested = found[1].lower() if found else None
-    if requested is None:
-        return DEFAULT, None
-    if requested not in SCENARIOS:
-        known = ", ".join(sorted(SCENARIOS))
-        return DEFAULT, f"unknown scenario {requested!r} ignored; known: {known}"
-    return requested, None
 
 
 def describe() -> dict[str, str]:

@@ -7,6 +7,8 @@ limiter's window and the rules' match counters aside, as with any real limiter).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -36,7 +38,7 @@ from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
 from mock_runbase.ratelimit import retry_after_header
-from mock_runbase.rules import RuleContext
+from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
@@ -47,15 +49,17 @@ from mock_runbase.runs import (
     status_at,
     timing_for,
 )
-from mock_runbase.scenarios import SCENARIOS, Effect, Params, pick_scenario
+from mock_runbase.scenario_choice import Choice, requested_scenario, with_warning
+from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
 from mock_runbase.store import Snapshot, Store
-from mock_runbase.validation import parse_create_request
+from mock_runbase.validation import ValidatedRequest, parse_create_request
 
-__all__ = ["Caller", "Created", "RunbaseService"]
+__all__ = ["Caller", "Created", "Polled", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
+MAX_NAMES_SHOWN = 20
 KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
     "key": "key",
     "spendLimitCents": "spend_limit_cents",
@@ -79,6 +83,12 @@ class Created:
     warning: str | None
 
 
+@dataclass(frozen=True)
+class Polled:
+    run: Run
+    warning: str | None
+
+
 class RunbaseService:
     def __init__(
         self,
@@ -95,7 +105,7 @@ class RunbaseService:
         self.store = store
         self.settings = settings
         self.config = (
-            load_config(settings.config, rule_checker(control, settings.seed))
+            load_config(settings.config, rule_checker(control, spec.catalog))
             if settings.config
             else EMPTY
         )
@@ -104,6 +114,7 @@ class RunbaseService:
         self.last_directory = self.base_directory  # as last read: for the journal, sync
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
+        self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -162,16 +173,18 @@ class RunbaseService:
     async def create_run(self, caller: Caller, body: bytes, scenario_header: str | None) -> Created:
         key, rules = caller.key, caller.snapshot.rules
         request = parse_create_request(self.spec, body)
-        rule = None
-        if rules:
+        choice = requested_scenario(scenario_header, request.input.get("prompt"), "create")
+        try:
             context = RuleContext("create", key.key, key.account, request.model.id, request.input)
-            rule = await self.store.first_firing(rules, context)
-        if rule is not None:
-            name, params, warning = rule.scenario, rule.params, None
-        else:
-            name, warning = pick_scenario(scenario_header, request.input)
-            params = Params()
-        effect = SCENARIOS[name].build(params)
+            choice = await self.ruled(choice, rules, context)
+            run = await self.new_run(caller, request, choice)
+        except RunbaseError as error:
+            raise with_warning(error, choice.warning) from None
+        return Created(run=run, warning=choice.warning)
+
+    async def new_run(self, caller: Caller, request: ValidatedRequest, choice: Choice) -> Run:
+        key = caller.key
+        effect = SCENARIOS[choice.name].build(choice.params)
         await self.apply_to_exchange(effect)
         now = await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
@@ -194,28 +207,38 @@ class RunbaseService:
             height=height,
             file_name=f"{new_token(20)}.{request.model.file_extension}",
             image_seed=seed,
-            scenario=name,
+            scenario=choice.name,
         )
         account = caller.snapshot.directory.account(key.account)
         await self.store.create_run(run, key, account, now)
-        return Created(run=run, warning=warning)
-
-    async def get_run(self, caller: Caller, run_id: str) -> Run:
-        key, rules = caller.key, caller.snapshot.rules
-        rule = None
-        if rules:
-            rule = await self.store.first_firing(rules, RuleContext("get", key.key, key.account))
-        if rule is not None:
-            await self.apply_to_exchange(SCENARIOS[rule.scenario].build(rule.params))
-        run = await self.store.get_run(run_id)
-        if run is None or run.account != key.account:
-            raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r} for this account")
         return run
+
+    async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
+        """The run, after the poll's faults (a rule's, else the header's) are applied."""
+        key, rules = caller.key, caller.snapshot.rules
+        choice = requested_scenario(scenario_header, None, "get")
+        try:
+            choice = await self.ruled(choice, rules, RuleContext("get", key.key, key.account))
+            if choice.name != DEFAULT:
+                await self.apply_to_exchange(SCENARIOS[choice.name].build(choice.params))
+            run = await self.store.get_run(run_id)
+            if run is None or run.account != key.account:
+                raise RunbaseError(
+                    404, "run_not_found", f"No run with id {run_id!r} for this account"
+                )
+        except RunbaseError as error:
+            raise with_warning(error, choice.warning) from None
+        return Polled(run=run, warning=choice.warning)
+
+    async def ruled(self, choice: Choice, rules: list[Rule], context: RuleContext) -> Choice:
+        """The request's own choice, unless a rule fires (and counts its match)."""
+        rule = await self.store.first_firing(rules, context) if rules else None
+        return choice if rule is None else choice.ruled_by(rule.id, rule.scenario, rule.params)
 
     async def apply_to_exchange(self, effect: Effect) -> None:
         """The parts of an effect that touch the HTTP exchange: delay, drop, an error."""
         if effect.delay_ms:
-            await anyio.sleep(effect.delay_ms / 1000)
+            await self.sleep(effect.delay_ms / 1000)
         if effect.drop:
             raise ConnectionDropped()
         if effect.http_error is not None:
@@ -272,19 +295,27 @@ class RunbaseService:
         return view
 
     async def named_account_view(self, account: str) -> dict[str, Any]:
-        """The account with its declared keys and any other key that has spent on it."""
+        """The account with its declared keys (or, for an implicit account, its key)."""
         directory = await self.directory()
-        keys = directory.keys_of(account)
-        declared = {key.key for key in keys}
-        for token in (await self.store.ledgers(account, await self.clock.now())).keys:
-            if token not in declared:
-                keys.append(directory.implicit_key(token))
-        return await self.account_view(account, keys)
+        used = list((await self.store.ledgers(account, await self.clock.now())).keys)
+        return await self.account_view(account, directory.listed_keys(account, used))
 
     async def account_views(self) -> list[dict[str, Any]]:
         """Every declared account and every account that has been charged, by name."""
+        return [await self.named_account_view(name) for name in await self.account_names()]
+
+    async def account_names(self) -> list[str]:
+        """The accounts the mock knows: declared (config file or PUT), or charged at least
+        once (an undeclared key's implicit account, once it has created a run)."""
         names = set((await self.directory()).accounts) | set(await self.store.account_names())
-        return [await self.named_account_view(name) for name in sorted(names)]
+        return sorted(names)
+
+    async def known_account_view(self, account: str) -> dict[str, Any]:
+        """The account, if the mock knows it; else 404 naming the known ones."""
+        names = await self.account_names()
+        if account not in names:
+            raise RunbaseError(404, "account_not_found", unknown_account(account, names))
+        return await self.named_account_view(account)
 
     async def put_account(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
         """Set an account's balance (micro-USD, now) and/or replace its declared keys."""
@@ -351,6 +382,18 @@ class RunbaseService:
         )
         if "rate_limit" in changes:
             self.store.set_rate_limit(self.settings.rate_limit)
+
+
+def unknown_account(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ", ".join(known[:MAX_NAMES_SHOWN]) or "none yet"
+    more = f" and {len(known) - MAX_NAMES_SHOWN} more" if len(known) > MAX_NAMES_SHOWN else ""
+    return (
+        f"No account {name!r}{hint}: an account is declared in --config or by PUT "
+        f"/_mock/accounts/{{account}}, or made by an undeclared key's first run. "
+        f"Known: {shown}{more}"
+    )
 
 
 def media_cache_key(run: Run) -> str:

@@ -80,6 +80,19 @@ def test_probability_is_seeded_and_reproducible(make_mock: MockFactory) -> None:
     assert first != outcomes_with_probability(make_mock, seed=8)
 
 
+def test_a_seeded_rule_draws_the_same_whatever_rules_were_added_before_it(
+    make_mock: MockFactory,
+) -> None:
+    def outcomes(others: int) -> list[int]:
+        mock = make_mock(seed=7)
+        for n in range(others):
+            add_rule(mock, {"match": {"key": f"sk-other-{n}"}, "effect": {"scenario": "stuck"}})
+        add_rule(mock, {"effect": {"scenario": "rate-limit"}, "probability": 0.5})
+        return [mock.create().status_code for _ in range(40)]
+
+    assert outcomes(3) == outcomes(0)
+
+
 @pytest.mark.parametrize(
     ("scenario", "status", "code"),
     [
@@ -330,10 +343,61 @@ def test_put_keys_sets_a_spend_limit_at_run_time(mock: Mock) -> None:
     ],
 )
 def test_invalid_account_updates_change_nothing(mock: Mock, body: Any) -> None:
-    before = mock.client.get("/_mock/accounts/team").json()
     response = mock.client.put("/_mock/accounts/team", json=body)
     assert error_of(response) == (400, "invalid_request")
-    assert mock.client.get("/_mock/accounts/team").json() == before
+    assert error_of(mock.client.get("/_mock/accounts/team")) == (404, "account_not_found")
+    mock.create()
+    name = mock.account()["account"]
+    before = mock.client.get(f"/_mock/accounts/{name}").json()
+    assert before["runs"] == 1
+    assert error_of(mock.client.put(f"/_mock/accounts/{name}", json=body)) == (
+        400,
+        "invalid_request",
+    )
+    assert mock.client.get(f"/_mock/accounts/{name}").json() == before
+
+
+def test_keys_dropped_by_a_put_stop_working_and_are_no_longer_listed(
+    tmp_path: Path, make_mock: MockFactory
+) -> None:
+    config = tmp_path / "mock.yaml"
+    config.write_text("accounts:\n  team:\n    keys: [sk-team-old]\n")
+    mock = make_mock(config=config)
+    run_id = mock.create(key="sk-team-old").json()["id"]
+
+    def put_keys(*keys: str) -> dict[str, Any]:
+        body = {"keys": [{"key": key} for key in keys]}
+        response = mock.client.put("/_mock/accounts/team", json=body)
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    def refused(key: str) -> bool:
+        own = {"Authorization": f"Bearer {key}"}
+        answers = [
+            mock.create(key=key),
+            mock.get(run_id, key=key),
+            mock.client.get("/_mock/account", headers=own),
+        ]
+        return all(error_of(answer) == (401, "invalid_api_key") for answer in answers)
+
+    view = put_keys("sk-team-new")
+    assert [key["last4"] for key in view["keys"]] == ["-new"]
+    assert refused("sk-team-old")
+    team = mock.client.get("/_mock/accounts/team").json()
+    assert [key["last4"] for key in team["keys"]] == ["-new"]
+    assert (team["runs"], team["spentUsd"]) == (1, 50_000)  # its history stays the account's
+    listed = mock.client.get("/_mock/accounts").json()["accounts"]
+    assert [a["account"] for a in listed] == ["team"]  # no implicit account for the old key
+    assert [key["last4"] for key in listed[0]["keys"]] == ["-new"]
+    put_keys("sk-team-third")  # a key given by a PUT and taken by the next one, too
+    assert refused("sk-team-new") and refused("sk-team-old")
+    put_keys("sk-team-old", "sk-team-third")  # given back, it works again
+    assert mock.create(key="sk-team-old").status_code == 200
+    assert refused("sk-team-new")
+    mock.client.post("/_mock/reset")  # back to the config: the config's key only
+    assert mock.create(key="sk-team-old").status_code == 200
+    assert mock.create(key="sk-team-new").json()["id"]  # undeclared again: an implicit key
 
 
 def test_a_key_of_another_account_cannot_be_taken(mock: Mock) -> None:
@@ -441,6 +505,38 @@ def test_list_accounts(tmp_path: Path, make_mock: MockFactory) -> None:
     assert by_name[mine]["spentUsd"] == 50_000
     scoped = mock.client.get("/_mock/accounts", headers={"Authorization": f"Bearer {KEY}"})
     assert [a["account"] for a in scoped.json()["accounts"]] == [mine]
+
+
+def test_an_unknown_account_is_a_404_naming_the_known_ones(
+    tmp_path: Path, make_mock: MockFactory
+) -> None:
+    config = tmp_path / "mock.yaml"
+    config.write_text("accounts:\n  team:\n    keys: [sk-team-1]\n")
+    mock = make_mock(config=config)
+    response = mock.client.get("/_mock/accounts/tema")
+    assert error_of(response) == (404, "account_not_found")
+    message = response.json()["error"]["message"]
+    assert "'tema'" in message and "did you mean 'team'?" in message, message
+    assert message.endswith("Known: team"), message
+    assert mock.client.get("/_mock/accounts", params={"account": "tema"}).json() == {"accounts": []}
+    assert mock.client.get("/_mock/accounts/team").status_code == 200
+    assert mock.client.put("/_mock/accounts/fresh", json={"balanceUsd": 5}).status_code == 200
+    assert mock.client.get("/_mock/accounts/fresh").json()["balanceUsd"] == 5
+
+
+def test_an_implicit_account_is_found_once_its_key_has_created_a_run(mock: Mock) -> None:
+    own = {"Authorization": f"Bearer {KEY}"}
+    name = mock.account()["account"]  # acct_<hash of the key>
+    assert name.startswith("acct_")
+    assert error_of(mock.client.get(f"/_mock/accounts/{name}")) == (404, "account_not_found")
+    assert mock.client.get("/_mock/accounts", params={"account": name}).json()["accounts"] == []
+    by_key = mock.client.get(f"/_mock/accounts/{name}", headers=own)  # its key knows it
+    assert by_key.status_code == 200 and by_key.json()["runs"] == 0
+    assert mock.client.get("/_mock/accounts", headers=own).json()["accounts"][0]["account"] == name
+    mock.create()
+    found = mock.client.get(f"/_mock/accounts/{name}")
+    assert found.status_code == 200 and found.json()["runs"] == 1
+    assert [key["last4"] for key in found.json()["keys"]] == [KEY[-4:]]
 
 
 def test_a_balance_beyond_the_documented_maximum_is_refused_and_changes_nothing(

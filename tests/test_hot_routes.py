@@ -52,6 +52,9 @@ PATHS = st.sampled_from(
 METHODS = st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE"])
 AUTHS = st.sampled_from([f"Bearer {KEY}", f"Bearer {OTHER_KEY}", None, "Basic abc", "Bearer "])
 BODIES = st.sampled_from([VALID, {"model": GPT, "input": {}}, b"{not json", None])
+SCENARIOS = st.sampled_from(
+    [None, None, "error-500", "rate-limit", "drop", "latency; ms=0", "fail", "fial", "latency;ms=x"]
+)
 REQUESTS = st.fixed_dictionaries(
     {
         "method": METHODS,
@@ -60,6 +63,7 @@ REQUESTS = st.fixed_dictionaries(
         "run": st.integers(0, 3),
         "auth": AUTHS,
         "body": BODIES,
+        "scenario": SCENARIOS,
         "root_path": st.sampled_from(["", "", "", "/base"]),
         "advance": st.sampled_from([0, 0, 1, 30]),
     }
@@ -74,18 +78,23 @@ class Side:
         self.runs: list[str] = []
         self.normalize = Normalizer()
 
-    def send(self, request: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    def send(self, request: dict[str, Any]) -> tuple[int, dict[str, str], str] | str:
         run_id = self.runs[request["run"] % len(self.runs)] if self.runs else "run_none"
         path = f"{request['prefix']}/{request['path'].format(id=run_id)}"
         headers = {"Authorization": request["auth"]} if request["auth"] is not None else {}
+        if request["scenario"] is not None:
+            headers["X-Mock-Scenario"] = request["scenario"]
         body = request["body"]
         client = self.client(request["root_path"])
         kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
         if body is None or request["method"] in ("GET", "HEAD", "DELETE"):
             kwargs = {}
-        response = client.request(
-            request["method"], request["root_path"] + path, headers=headers, **kwargs
-        )
+        try:
+            response = client.request(
+                request["method"], request["root_path"] + path, headers=headers, **kwargs
+            )
+        except ConnectionResetError:
+            return "dropped"
         if response.status_code == 200 and request["method"] == "POST":
             self.runs.append(response.json()["id"])
         kept = {

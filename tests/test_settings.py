@@ -25,6 +25,7 @@ from mock_runbase.serve_options import (
     variable_name,
 )
 from mock_runbase.settings import MockSettings
+from mock_runbase.spec import load_spec
 from tests.served import Server
 
 # setting -> a value it refuses, and words its message must hold
@@ -189,12 +190,13 @@ VALID_CONFIG = {
             "match": {"endpoint": "create", "resolution": "4K", "prompt_regex": "^test"},
             "effect": {"scenario": "fail", "code": "content_policy", "message": "no"},
             "times": 2,
+            "probability": 0.5,
             "seed": 3,
         }
     ],
 }
 
-CHECK_RULE = rule_checker(load_control_spec(), seed=0)
+CHECK_RULE = rule_checker(load_control_spec(), load_spec().catalog)
 
 
 def config_problem(tmp_path: Path, data: object, name: str = "mock.yaml") -> str:

@@ -394,6 +394,32 @@ def test_rules_fire_exactly_as_the_pure_model_says(
     harness.run(harness.store.delete_rules(None, rule.id))
 
 
+def test_a_seeded_rule_draws_the_same_sequence_whatever_rules_come_before_it(
+    harness: Harness,
+) -> None:
+    body = {"effect": {"scenario": "fail"}, "match": {"key": "sk-drawn"}, "probability": 0.5}
+    context = RuleContext("create", "sk-drawn", "acct_a", "openai/gpt-image-2", {})
+
+    def fired_after(others: int) -> list[bool]:
+        harness.run(harness.store.reset())
+        for n in range(others):
+            harness.run(
+                harness.store.add_rule({"effect": {"scenario": "stuck"}, "times": n + 1}, 7)
+            )
+        harness.run(harness.store.add_rule(dict(body), 7))
+        fired = []
+        for _ in range(40):
+            rules = harness.run(harness.store.snapshot(Directory())).rules
+            fired.append(
+                harness.run(harness.store.first_firing(rules[others:], context)) is not None
+            )
+        return fired
+
+    alone = fired_after(0)
+    assert fired_after(3) == alone
+    assert 5 < alone.count(True) < 35
+
+
 def test_rules_are_listed_in_order_scoped_and_deleted(harness: Harness) -> None:
     a = harness.run(harness.store.add_rule({"effect": {"scenario": "fail"}}, 0))
     b = harness.run(
@@ -424,6 +450,36 @@ def test_account_overrides_are_shared_and_keep_keys_not_replaced(harness: Harnes
     assert seen.account("team").starting_balance_usd == 7 * COST
     assert seen.keys_of("team") == list(new_keys)
     assert "sk-config" not in seen.keys
+
+
+def test_keys_dropped_by_a_put_are_revoked_for_every_process(harness: Harness) -> None:
+    base = Directory(keys={"sk-config": key_for("sk-config", "team")})
+    store, peer = harness.store, harness.peer()
+
+    def refused(directory: Directory, token: str) -> bool:
+        with pytest.raises(RunbaseError) as raised:
+            directory.authenticate(f"Bearer {token}", START)
+        return (
+            raised.value.code == "invalid_api_key"
+            and directory.account_of(f"Bearer {token}") == "team"
+        )
+
+    harness.run(store.put_account(base, "team", AccountOverride(COST, (key_for("sk-a", "team"),))))
+    harness.run(peer.put_account(base, "team", AccountOverride(COST, (key_for("sk-b", "team"),))))
+    harness.run(store.put_account(base, "team", AccountOverride(2 * COST)))  # balance only
+    seen = harness.run(peer.snapshot(base)).directory
+    assert [key.key for key in seen.keys_of("team")] == ["sk-b"]
+    assert refused(seen, "sk-config") and refused(seen, "sk-a")
+    assert seen.listed_keys("team", ["sk-config", "sk-a", "sk-b"]) == seen.keys_of("team")
+    back = (key_for("sk-a", "team"),)
+    harness.run(store.put_account(base, "team", AccountOverride(COST, back)))
+    seen = harness.run(harness.peer().snapshot(base)).directory
+    assert seen.authenticate("Bearer sk-a", START).account == "team"
+    assert refused(seen, "sk-b") and refused(seen, "sk-config")
+    other = (key_for("sk-b", "other"),)  # a revoked key may be given to another account
+    harness.run(peer.put_account(base, "other", AccountOverride(COST, other)))
+    seen = harness.run(store.snapshot(base)).directory
+    assert seen.authenticate("Bearer sk-b", START).account == "other"
 
 
 def test_a_key_held_by_another_account_is_refused(harness: Harness) -> None:

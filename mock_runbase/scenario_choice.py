@@ -1,0 +1,140 @@
+"""What a request asks of the mock itself: the ``X-Mock-Scenario`` header and prompt tags.
+
+    X-Mock-Scenario: latency; ms=250        a scenario and its parameters (HTTP style, ``;``)
+    "a cat [mock:latency; ms=250]"          the same in the prompt of a create
+
+The header works on creates and polls, a tag on creates (a poll has no prompt). Names and
+parameter names are case-insensitive (``FAIL``, ``[MOCK:fail]``). Nothing asked is dropped
+silently: an unknown name, a scenario of creates named on a poll, a second tag or a tag
+beside the header is ignored with a warning (the answer's ``X-Mock-Warning``); a parameter
+the scenario does not take, or a value it cannot use, is refused (400
+``invalid_mock_scenario``), since a delay asked for and not applied would pass a test that
+should fail.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mock_runbase.errors import RunbaseError
+from mock_runbase.scenarios import DEFAULT, MAX_LATENCY_MS, SCENARIOS, Params, Scenario
+
+__all__ = ["HEADER", "INVALID", "Choice", "requested_scenario", "with_warning"]
+
+HEADER = "X-Mock-Scenario"
+WARNING_HEADER = "X-Mock-Warning"
+PROMPT_TAG = re.compile(r"\[mock:([^\]\n]*)\]", re.IGNORECASE)
+INVALID = "invalid_mock_scenario"
+MAX_ECHO = 80  # characters of a tag quoted back in a warning
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The scenario a request gets, where it named it, and what it asked that is not applied."""
+
+    name: str = DEFAULT
+    params: Params = field(default_factory=Params)
+    named_by: str | None = None  # "X-Mock-Scenario" or "prompt tag '[mock:fail]'"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def warning(self) -> str | None:
+        return "; ".join(self.warnings) if self.warnings else None
+
+    def ruled_by(self, rule_id: str, name: str, params: Params) -> Choice:
+        """A firing rule's scenario instead (rules come first), and a warning if the request
+        named one of its own."""
+        warnings = self.warnings
+        if self.named_by is not None:
+            why = f"rule {rule_id} fired ({name})"
+            warnings += (f"{self.named_by}: {self.name} not applied, {why}",)
+        return Choice(name, params, None, warnings)
+
+
+NOTHING_ASKED = Choice()
+
+
+def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice:
+    """The choice of a request to ``endpoint`` (``create`` or ``get``): the header, else the
+    prompt's first tag, else the default. Raises 400 ``invalid_mock_scenario`` for
+    parameters the named scenario cannot use."""
+    if header is None and prompt is None:  # a poll without the header: the hot path
+        return NOTHING_ASKED
+    tags = list(PROMPT_TAG.finditer(prompt)) if isinstance(prompt, str) else []
+    if header is not None and header.strip():
+        choice = parsed(header, HEADER, endpoint)
+        ignored, reason = tags, f"{HEADER} wins"
+    elif tags:
+        choice = parsed(tags[0][1], f"prompt tag {echo(tags[0][0])}", endpoint)
+        ignored, reason = tags[1:], "only the first tag counts"
+    else:
+        return NOTHING_ASKED
+    extra = tuple(f"prompt tag {echo(tag[0])} ignored: {reason}" for tag in ignored)
+    return replace(choice, warnings=choice.warnings + extra)
+
+
+def parsed(text: str, where: str, endpoint: str) -> Choice:
+    name_part, *param_parts = text.split(";")
+    name = name_part.strip().lower()
+    entry = SCENARIOS.get(name)
+    if entry is None:
+        known = ", ".join(sorted(SCENARIOS))
+        return Choice(warnings=(f"{where}: unknown scenario {echo(name)} ignored; known: {known}",))
+    params = parsed_params(entry, param_parts, where)
+    if endpoint not in entry.endpoints and name != DEFAULT:  # a poll "succeeds" anyway
+        return Choice(warnings=(f"{where}: {name} applies to creates only; not applied to a poll",))
+    return Choice(name, params, where)
+
+
+def parsed_params(entry: Scenario, parts: list[str], where: str) -> Params:
+    given: dict[str, str] = {}
+    for part in parts:
+        if not part.strip():
+            continue  # a trailing ";"
+        key, equals, value = (piece.strip() for piece in part.partition("="))
+        key = key.lower()
+        if not equals or not key:
+            raise invalid(f"{where}: {echo(part.strip())} is not name=value")
+        if key not in entry.params:
+            raise invalid(f"{where}: {entry.name} takes {entry.takes()}, not {echo(key)}")
+        if key in given:
+            raise invalid(f"{where}: {key} is given twice")
+        if not value:
+            raise invalid(f"{where}: {key} needs a value")
+        given[key] = value
+    ms = given.get("ms")
+    return Params(
+        code=given.get("code"),
+        message=given.get("message"),
+        ms=None if ms is None else parsed_ms(ms, where),
+    )
+
+
+def parsed_ms(value: str, where: str) -> int:
+    if value.isascii() and value.isdigit() and int(value) <= MAX_LATENCY_MS:
+        return int(value)
+    raise invalid(
+        f"{where}: ms is a whole number of milliseconds from 0 to {MAX_LATENCY_MS}, "
+        f"not {echo(value)}"
+    )
+
+
+def invalid(message: str) -> RunbaseError:
+    return RunbaseError(400, INVALID, message)
+
+
+def echo(text: str) -> str:
+    """User text quoted for a message or a header: ASCII only (``ascii``), and short."""
+    shown = text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+    return ascii(shown)
+
+
+def with_warning(error: RunbaseError, warning: str | None) -> RunbaseError:
+    """``error`` answered with the choice's warning as well (a new error: scenarios' errors
+    may be shared instances)."""
+    if warning is None:
+        return error
+    headers = {**error.headers, WARNING_HEADER: warning}
+    return RunbaseError(error.status, error.code, error.message, headers=headers)
