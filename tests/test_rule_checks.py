@@ -153,7 +153,9 @@ def test_a_config_rule_that_cannot_work_stops_start_up_naming_its_place(
         "rules:\n  - {effect: {scenario: slow}}\n"
         "  - {match: {resolution: 8K}, effect: {scenario: slow}}\n"
     )
-    with pytest.raises(ConfigError, match=r"mock\.yaml: rules\[1\]\.match\.resolution: '8K' is no model"):
+    with pytest.raises(
+        ConfigError, match=r"mock\.yaml: rules\[1\]\.match\.resolution: '8K' is no model"
+    ):
         make_mock(config=config)
 
 
