@@ -58,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--contract-spec", type=Path, default=None, help="judge against another openapi.yaml")
     add("--mock-admin-token", default=None, help="the mock's admin token (for /_mock)")
     add("--run-timeout", type=float, default=120.0, help="seconds a run may take to finish")
+    add("--no-rate-limit", action="store_true",
+        help="declare that the server has no rate limiter: rate_limit_is_per_key_as_documented "
+             "is then skipped, saying what it saw, instead of failed")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
             profile=config.getoption("contract_profile"),
             admin_token=config.getoption("mock_admin_token") or env("MOCK_RUNBASE_ADMIN_TOKEN"),
             run_timeout=config.getoption("run_timeout"),
+            no_rate_limit=config.getoption("no_rate_limit"),
         )
     )
     registry.use_settings(settings_for)

@@ -28,6 +28,7 @@ class Options:
     profile: str = "default"
     admin_token: str | None = None
     run_timeout: float = 120.0
+    no_rate_limit: bool = False  # declared: the server has no rate limiter
     ci: bool = field(default_factory=lambda: bool(os.environ.get("CI")))
 
     @property

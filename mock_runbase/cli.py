@@ -103,6 +103,7 @@ def add_contract_parser(commands: Any) -> None:
     add("--spec", type=Path, help="judge against another openapi.yaml")
     add("--admin-token", help="the mock's admin token, for /_mock (MOCK_RUNBASE_ADMIN_TOKEN)")
     add("--run-timeout", type=float, help="seconds a run may take to finish (default 120)")
+    add("--no-rate-limit", action="store_true", help="declare the server has no rate limiter")
     add("pytest_args", nargs=argparse.REMAINDER, help="-- then options for pytest")
 
 

@@ -67,6 +67,8 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
             argv += [option, str(value)]
     if args.live:
         argv.append("--live")
+    if args.no_rate_limit:
+        argv.append("--no-rate-limit")
     for check in args.check or []:
         argv += ["--check", check]
     if args.list:

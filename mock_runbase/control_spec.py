@@ -10,9 +10,11 @@ checkout they sit side by side at the top of the repository.
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ log = logging.getLogger("mock_runbase.control_spec")
 CONTROL_FILE = "mock-openapi.yaml"
 EXTERNAL_PREFIX = "openapi.yaml#/components/"
 INTEGER_TYPES = ("integer",)
+DATE_TIME = "date-time"
 
 
 class BundleError(ValueError):
@@ -108,24 +111,57 @@ def _rewrite_external(node: Any) -> None:
 
 @dataclass(frozen=True)
 class QueryCheck:
-    """An operation's query parameters: their schemas, and a validator of the query object."""
+    """An operation's query parameters: their schemas, and a validator of the query object.
+
+    Only declared parameters are taken: a misspelt filter that was ignored would answer as if
+    it had matched. A schema's ``description``, where it has one, says what it accepts, and
+    a value it refuses is answered with it (a pattern means little to a reader)."""
 
     declared: dict[str, Any]
     validator: Any = field(repr=False)
 
     def parse(self, items: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        """The query, typed (integers where declared) and validated, else 400 naming it."""
+        """The query, typed (integers where declared, ``date-time`` strings as aware
+        datetimes) and validated, else 400 naming the parameter and what it accepts."""
         values: dict[str, Any] = {}
         for name, value in items:
+            if name not in self.declared:
+                raise RunbaseError(400, "invalid_request", self.unknown(name))
             if name in values:
                 raise RunbaseError(400, "invalid_request", f"{name}: given more than once")
-            integer = self.declared.get(name, {}).get("type") in INTEGER_TYPES
+            integer = self.declared[name].get("type") in INTEGER_TYPES
             values[name] = as_integer(value) if integer else value
         problem = next(iter(self.validator.iter_errors(values)), None)
-        if problem is not None:
-            where = "/".join(str(p) for p in problem.instance_path) or "query"
-            raise RunbaseError(400, "invalid_request", f"{where}: {problem.message}")
-        return values
+        if problem is None:
+            return {name: self.typed(name, value) for name, value in values.items()}
+        if not problem.instance_path:
+            raise RunbaseError(400, "invalid_request", f"query: {problem.message}")
+        name = str(problem.instance_path[0])
+        raise RunbaseError(
+            400, "invalid_request", self.refused(name, values[name], problem.message)
+        )
+
+    def typed(self, name: str, value: Any) -> Any:
+        if self.declared[name].get("format") != DATE_TIME:
+            return value
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:  # RFC 3339 that Python's datetime cannot hold: year 0, second 60
+            message = f"{value!r} is a date and time out of the mock's range"
+            raise RunbaseError(400, "invalid_request", self.refused(name, value, message)) from None
+
+    def unknown(self, name: str) -> str:
+        known = sorted(self.declared)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listed = ", ".join(known) if known else "none (this call takes no query parameter)"
+        return f"unknown query parameter {name!r}{hint}; known: {listed}"
+
+    def refused(self, name: str, value: Any, message: str) -> str:
+        accepts = self.declared[name].get("description")
+        if accepts is None:
+            return f"{name}: {message}"
+        return f"{name}: {value!r} is not accepted; expected {accepts}"
 
 
 def as_integer(text: str) -> int | str:

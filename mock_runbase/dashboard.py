@@ -58,8 +58,8 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
         now = await service.now()
         limit: int = query.get("limit", 100)
         runs = await service.store.list_runs(None, limit)
-        entries = await service.store.journal(JournalFilter(key=query.get("key")))
-        matched = [e for e in reversed(entries) if status_matches(e, query.get("status"))]
+        selection = JournalFilter(key=query.get("key"), status=query.get("status"))
+        matched = list(reversed(await service.store.journal(selection)))
         body = {
             "clock": {"now": format_ms(now), "virtual": service.clock.virtual},
             "runs": [dashboard_run(run, now, service.spec.catalog.get(run.model)) for run in runs],
@@ -135,19 +135,6 @@ def journal_line(entry: JournalEntry) -> dict[str, Any]:
     view = entry.view()
     del view["headers"], view["body"]
     return view
-
-
-def status_matches(entry: JournalEntry, wanted: str | None) -> bool:
-    """``429``, ``4xx``, ``errors`` (4xx, 5xx, dropped) or ``dropped``; None keeps all."""
-    if wanted is None:
-        return True
-    if wanted == "dropped":
-        return entry.dropped
-    if wanted == "errors":
-        return entry.dropped or (entry.status or 0) >= 400
-    if wanted.endswith("xx"):
-        return entry.status is not None and entry.status // 100 == int(wanted[0])
-    return entry.status == int(wanted)
 
 
 def shrink(media: bytes, file_name: str) -> bytes:

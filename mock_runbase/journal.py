@@ -1,8 +1,9 @@
 """The request journal: every request the mock answered, newest last, bounded in size.
 
 ``JournalMiddleware`` (pure ASGI) records method, path, headers (the API key redacted to its
-last 4 characters), body, status, Runbase error code, run id and timing. The mock's own
-``/_mock`` calls are not recorded, so a dashboard polling them leaves the journal alone.
+last 4 characters), body, status, Runbase error code, run id and timing. The mock's own pages
+and probes are not recorded (``recorded``): a dashboard polling ``/_mock``, a browser on
+``/docs`` or a health check every few seconds leaves the journal to the app under test.
 
 Recording is on the hot path, reading is not: the middleware keeps each request's raw facts
 in an ``Exchange`` and the store turns it into a ``JournalEntry`` (decoded, redacted) only
@@ -21,10 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mock_runbase.clock import Clock
 from mock_runbase.journal_records import Exchange
 
-__all__ = ["JournalMiddleware", "last_header", "note_account", "note_answer"]
+__all__ = ["JournalMiddleware", "last_header", "note_account", "note_answer", "recorded"]
 
 MAX_BODY = 64 * 1024
-UNRECORDED_PREFIX = "/_mock"
+# The mock's own: the control API and dashboard, the docs and their assets, the health probe,
+# the spec and the icon a browser asks for. Anything else is recorded (a 404 too: a path the
+# app got wrong is what a journal is for).
+UNRECORDED_PATHS = frozenset({"/_mock", "/docs", "/healthz", "/openapi.yaml", "/favicon.ico"})
+UNRECORDED_PREFIXES = ("/_mock/", "/docs/")
 ANSWER_FACTS = "mock_runbase.journal"  # scope key: (error code, run id) from note_answer
 ACCOUNT_FACT = "mock_runbase.journal.account"  # scope key: the caller's account, note_account
 NO_FACTS: tuple[None, None, None] = (None, None, None)
@@ -74,7 +79,7 @@ class JournalMiddleware:
         self.account_of = account_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNRECORDED_PREFIX):
+        if scope["type"] != "http" or not recorded(scope["path"]):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -123,6 +128,11 @@ class JournalMiddleware:
                     model,
                 )
             )
+
+
+def recorded(path: str) -> bool:
+    """Whether a request to ``path`` goes into the journal: not the mock's own pages."""
+    return path not in UNRECORDED_PATHS and not path.startswith(UNRECORDED_PREFIXES)
 
 
 def last_header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

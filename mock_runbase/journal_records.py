@@ -3,8 +3,9 @@
 ``Exchange`` is one request as the journal middleware (``journal.py``) saw it, kept raw;
 ``Exchange.entry`` decodes it into a ``JournalEntry`` (headers decoded, the API key redacted to
 its last 4 characters) when the journal is read. ``JournalFilter`` selects entries for
-``GET /_mock/requests``. ``redact`` is the one redaction of an Authorization value, shared with
-the proxy's reports and cassettes.
+``GET /_mock/requests`` and the dashboard (``status_matches``: the status forms both take).
+``redact`` is the one redaction of an Authorization value, shared with the proxy's reports and
+cassettes.
 
 Plain records and pure functions: the stores keep them and the judge tools use them, so this
 module imports nothing above the clock (no ASGI, no middleware).
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mock_runbase.clock import format_ms, parse_timestamp
+from mock_runbase.clock import format_ms
 
-__all__ = ["Exchange", "JournalEntry", "JournalFilter", "redact"]
+__all__ = ["Exchange", "JournalEntry", "JournalFilter", "redact", "status_matches"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -48,22 +52,24 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class JournalFilter:
+    """Which entries a reader wants; every filter given must match."""
+
     account: str | None = None
-    key: str | None = None
-    path: str | None = None
-    status: int | None = None
-    since_ms: int | None = None
+    key: str | None = None  # the whole key or its last 4 characters
+    path: str | None = None  # a prefix of the path
+    status: str | None = None  # see status_matches
+    since_ms: int | None = None  # at or after, on the mock's clock
 
     @classmethod
     def from_query(cls, query: dict[str, Any], account: str | None) -> JournalFilter:
-        """From a query already validated against the spec (``status`` an int, ``since`` ISO)."""
-        since = query.get("since")
+        """From a query already validated against the spec (``since`` an aware datetime)."""
+        since: datetime | None = query.get("since")
         return cls(
             account=account,
             key=query.get("key"),
             path=query.get("path"),
             status=query.get("status"),
-            since_ms=parse_timestamp(since) if since else None,
+            since_ms=None if since is None else ms_at_or_after(since),
         )
 
     def keeps(self, entry: JournalEntry) -> bool:
@@ -73,12 +79,32 @@ class JournalFilter:
             return False
         if self.path is not None and not entry.path.startswith(self.path):
             return False
-        if self.status is not None and entry.status != self.status:
+        if self.status is not None and not status_matches(entry.status, self.status):
             return False
         return self.since_ms is None or entry.at_ms >= self.since_ms
 
     def select(self, entries: Iterable[JournalEntry]) -> list[JournalEntry]:
         return [entry for entry in entries if self.keeps(entry)]
+
+
+def status_matches(status: int | None, wanted: str) -> bool:
+    """``wanted`` as the spec's ``MockJournalStatus`` spells it: a status (``429``), a class
+    (``4xx``), ``errors`` (4xx, 5xx and dropped) or ``dropped`` (``status`` None: no answer)."""
+    if wanted == "dropped":
+        return status is None
+    if wanted == "errors":
+        return status is None or status >= 400
+    if status is None:
+        return False
+    if wanted.endswith("xx"):
+        return status // 100 == int(wanted[0])
+    return status == int(wanted)
+
+
+def ms_at_or_after(moment: datetime) -> int:
+    """The first millisecond since the epoch not before ``moment`` (exact: no float)."""
+    micros = (moment - EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000)
 
 
 def camel(name: str) -> str:

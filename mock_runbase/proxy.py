@@ -13,8 +13,11 @@ image downloads go through it too (and are recorded).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -262,8 +265,8 @@ def run(
     spec: Path | None,
     log_level: str,
 ) -> int:
-    """``mock-runbase proxy``: serve until interrupted, print the summary, exit non-zero in
-    strict mode when anything broke the spec."""
+    """``mock-runbase proxy``: serve until interrupted (SIGINT or SIGTERM), print the summary,
+    exit non-zero in strict mode when anything broke the spec."""
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -275,8 +278,26 @@ def run(
         + (f"\n  recording to {record}" if record else ""),
         flush=True,
     )
-    uvicorn.run(proxy, host=host, port=port, log_level=log_level.lower())
+    with sigterm_as_interrupt():
+        uvicorn.run(proxy, host=host, port=port, log_level=log_level.lower())
     if proxy.recorder is not None:
         proxy.recorder.close()
     print(proxy.report.summary(), flush=True)
     return 1 if strict and proxy.report.violations else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, CI) stops the proxy as Ctrl-C does.
+
+    uvicorn shuts down gracefully on either signal, then raises it again under the handler it
+    found: Python's default for SIGTERM kills the process before the summary is printed and
+    before strict mode can exit 1. Under ``default_int_handler`` it is a KeyboardInterrupt,
+    which ends ``uvicorn.run`` (or start-up, if it comes that early) like Ctrl-C."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

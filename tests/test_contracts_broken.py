@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import av
+import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.app import create_app
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
+from tests.served import Server, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = load_spec()
@@ -175,3 +177,64 @@ def test_suite_catches_a_video_served_without_its_sound(tmp_path: Path) -> None:
     assert "output video differs from the catalog: sound track" in output
     assert "without audio" in output and "with audio" in output
     assert "Reproduce with:" in output and "curl -sS -X GET" in output
+
+
+# --- the rate limit: Runbase documents 20 requests per 10 s per key ----------------------------
+
+RATE_LIMIT_CHECK = ("--check", "rate_limit_is_per_key_as_documented")
+DOCUMENTED_LIMIT = "Documented: 20 requests per 10 s per key: request 21"
+
+
+def judge_rate_limit(tmp_path: Path, *serve_args: str, declared: bool = False) -> tuple[int, str]:
+    """``mock-runbase contract --check rate_limit_is_per_key_as_documented`` against a mock
+    served with ``serve_args`` (virtual clock: the contract's waits move it, never sleep)."""
+    server = Server("--clock", "virtual", "--timing", "fast", "--log-level", "warning", *serve_args)
+    try:
+        result = subprocess.run(
+            [*serve_command(), "contract", "--base-url", f"{server.base}/v1", *RATE_LIMIT_CHECK,
+             *(["--no-rate-limit"] if declared else []), "--", *QUIET, "-rs"],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "250"},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    return result.returncode, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("serve_args", "seen"),
+    [
+        (("--rate-limit", "100/10"), "request 21 answered 404; the first 429 came on request 101"),
+        (("--no-rate-limit",), "request 21 answered 404; no 429 at all (101 requests of one key"),
+        (("--rate-limit", "10/10"), "Received:   429 on request 11 of one key"),
+        (("--rate-limit", "20/60"), "still rate limited 10 s after the limit engaged"),
+    ],
+    ids=["100/10", "undeclared-none", "10/10", "20/60"],
+)
+def test_suite_fails_a_server_not_limited_as_documented(
+    tmp_path: Path, serve_args: tuple[str, ...], seen: str
+) -> None:
+    code, output = judge_rate_limit(tmp_path, *serve_args)
+    assert code == 1, output
+    assert seen in output
+    assert DOCUMENTED_LIMIT in output or "once 10 s have passed the key is served" in output
+    assert "0 contracts passed, 1 failed, 0 skipped" in output
+
+
+def test_suite_skips_a_server_declared_without_a_limiter_saying_what_it_saw(
+    tmp_path: Path,
+) -> None:
+    code, output = judge_rate_limit(tmp_path, "--no-rate-limit", declared=True)
+    assert code == 0, output
+    assert "declared without a rate limiter (--no-rate-limit); 21 requests of one key in" in output
+    assert "answered without a 429" in output
+    assert "0 contracts passed, 0 failed, 1 skipped" in output
+
+
+def test_suite_passes_a_server_limited_as_documented(tmp_path: Path) -> None:
+    code, output = judge_rate_limit(tmp_path)  # serve's default: --rate-limit 20/10
+    assert code == 0, output
+    assert "1 contracts passed, 0 failed, 0 skipped" in output
+    code, output = judge_rate_limit(tmp_path, declared=True)  # it excuses a missing 429 only
+    assert code == 0, output
+    assert "1 contracts passed, 0 failed, 0 skipped" in output

@@ -69,7 +69,15 @@ class LikeTheRealApi:
 
 def live(tmp_path: Path, base: str, *args: str, key: str | None = "sk-fake-live") -> Any:
     env = {"RUNBASE_API_KEY": key or "", "RUNBASE_OTHER_API_KEY": "", "RUNBASE_BASE_URL": ""}
-    options = ("--live", "--base-url", f"{base}/v1", "--contract-profile", "quick")
+    # the fake has no rate limiter (the real API's would make every retry a real wait): declared
+    options = (
+        "--live",
+        "--base-url",
+        f"{base}/v1",
+        "--contract-profile",
+        "quick",
+        "--no-rate-limit",
+    )
     return run_contracts(tmp_path, *options, *args, env=env)
 
 
@@ -95,6 +103,7 @@ def test_the_suite_never_passes_the_cap_and_counts_what_it_spent(tmp_path: Path)
     assert "spend cap: a create of" in output  # the paid contracts that stopped say why
     assert "needs the mock's control API" in output  # the fake has no /_mock
     assert "needs a key of another account" in output  # no RUNBASE_OTHER_API_KEY
+    assert "declared without a rate limiter (--no-rate-limit)" in output
     assert "failed" not in output.splitlines()[-1]
 
 

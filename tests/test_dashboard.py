@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mock_runbase.clock import parse_timestamp
-from tests.conftest import KEY, OTHER_KEY, Mock, MockFactory
+from tests.conftest import KEY, OTHER_KEY, ROOT, Mock, MockFactory
 from tests.test_app import error_of
 
 TOKEN = {"X-Mock-Admin-Token": "s3cret"}
@@ -232,3 +232,18 @@ def test_a_browser_opens_the_page_with_the_token_in_its_url(make_mock: MockFacto
     assert mock.client.get("/_mock/ui", params={"token": "s3cret"}).status_code == 200
     assert mock.client.get("/_mock/ui", params={"token": "wrong"}).status_code == 401
     assert mock.client.get("/_mock/rules", params={"token": "s3cret"}).status_code == 401
+
+
+def test_every_status_the_dashboard_offers_filters_the_journal_api_alike(mock: Mock) -> None:
+    page = (ROOT / "mock_runbase" / "static" / "dashboard.html").read_text()
+    start = page.index('<select id="filter-status">')
+    select = page[start : page.index("</select>", start)]
+    offered = [value for value in re.findall(r'<option value="([^"]*)"', select) if value]
+    assert offered == ["errors", "2xx", "4xx", "5xx", "dropped"]
+    mock.create()
+    mock.get("run_missing")
+    for status in offered:
+        journal = mock.client.get("/_mock/requests", params={"status": status})
+        assert journal.status_code == 200, journal.text
+        shown = [r["seq"] for r in state(mock, status=status)["requests"]]
+        assert shown == [e["seq"] for e in reversed(journal.json()["requests"])], status

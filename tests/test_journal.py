@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import VirtualClock
+from mock_runbase.control_spec import QueryCheck, load_control_spec
+from mock_runbase.errors import RunbaseError
 from mock_runbase.journal import MAX_BODY, JournalMiddleware, note_answer
-from mock_runbase.journal_records import Exchange, JournalFilter
+from mock_runbase.journal_records import Exchange, JournalFilter, status_matches
+from mock_runbase.spec import compile_schema
 from mock_runbase.store import MemoryStore
 from tests.conftest import KEY, OTHER_KEY, Mock
 
@@ -246,3 +252,235 @@ def test_the_journal_names_the_model_of_each_create_and_poll(mock: Mock) -> None
         ("GET", "google/veo-3"),
         ("POST", None),  # model_not_found names no model the mock knows
     ]
+
+
+# --- what is left out: the mock's own pages and probes ---------------------------------------
+
+
+def test_the_mocks_own_pages_and_probes_are_not_journaled(mock: Mock) -> None:
+    for path in ("/healthz", "/docs", "/docs/assets/swagger-ui.css", "/openapi.yaml",
+                 "/favicon.ico", "/_mock/clock", "/_mock/ui"):  # fmt: skip
+        mock.client.get(path)
+    mock.client.head("/healthz")
+    assert journal(mock) == []
+
+
+def test_the_apps_own_mistakes_and_downloads_are_journaled(mock: Mock) -> None:
+    for path in ("/v2/runs", "/healthzz", "/docsx", "/files/generated/none.png", "/_mockery"):
+        mock.client.get(path)
+    assert [(e["path"], e["status"]) for e in journal(mock)] == [
+        ("/v2/runs", 404),
+        ("/healthzz", 404),
+        ("/docsx", 404),
+        ("/files/generated/none.png", 404),
+        ("/_mockery", 404),
+    ]
+
+
+# --- the query: every filter validated, unknown ones refused ----------------------------------
+
+
+def refusal(response: Any) -> str:
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    message: str = response.json()["error"]["message"]
+    return message
+
+
+def test_an_unknown_query_parameter_is_400_naming_it_and_the_known_ones(mock: Mock) -> None:
+    mock.get("run_x")
+    message = refusal(mock.client.get("/_mock/requests", params={"sinse": "x"}))
+    assert message == (
+        "unknown query parameter 'sinse' (did you mean 'since'?); "
+        "known: account, key, path, since, status"
+    )
+    message = refusal(mock.client.get("/_mock/requests", params={"model": "x"}))
+    assert message == "unknown query parameter 'model'; known: account, key, path, since, status"
+    assert "(did you mean 'status'?)" in refusal(
+        mock.client.get("/_mock/ui/state", params={"stauts": "4xx"})
+    )
+    assert "(did you mean 'limit'?)" in refusal(
+        mock.client.get("/_mock/runs", params={"limt": "1"})
+    )
+
+
+def test_clearing_takes_no_filter_and_a_refused_clear_clears_nothing(mock: Mock) -> None:
+    mock.get("run_x")
+    message = refusal(mock.client.delete("/_mock/requests", params={"status": "4xx"}))
+    assert message == "unknown query parameter 'status'; known: account"
+    assert len(journal(mock)) == 1
+
+
+def test_since_takes_iso_8601_timestamps_with_or_without_milliseconds(mock: Mock) -> None:
+    mock.get("run_a")  # at 12:00:00.000Z
+    mock.advance(5)
+    mock.get("run_b")  # at 12:00:05.000Z
+    for since in ("2026-06-01T12:00:05.000Z", "2026-06-01T12:00:05Z",
+                  "2026-06-01T14:00:05+02:00", "2026-06-01T07:00:04.0001-05:00"):  # fmt: skip
+        assert [e["runId"] for e in journal(mock, since=since)] == ["run_b"], since
+    assert len(journal(mock, since="2026-06-01T12:00:00Z")) == 2
+    assert journal(mock, since="2026-06-01T12:00:05.0001Z") == []  # after run_b, if by 0.1 ms
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["2026-06-01", "12:00:00", "2026-06-01T12:00:00", "1780315200000", "yesterday",
+     "2026-02-30T12:00:00Z", "2026-06-01T12:00:00.000 02:00", "0000-01-01T00:00:00Z",
+     "2026-06-30T23:59:60Z"],
+)  # fmt: skip
+def test_a_bad_since_is_400_naming_it_and_the_accepted_forms(mock: Mock, since: str) -> None:
+    message = refusal(mock.client.get("/_mock/requests", params={"since": since}))
+    assert message.startswith(f"since: {since!r} is not accepted; expected an ISO 8601 date")
+    assert "`2026-06-01T12:00:00.000Z`" in message and "`+` is `%2B`" in message
+
+
+def test_status_takes_a_code_a_class_errors_or_dropped(mock: Mock) -> None:
+    mock.create()
+    mock.get("run_missing")
+    mock.client.post("/v1/runs", content=b"{", headers={"Authorization": f"Bearer {KEY}"})
+
+    def statuses(status: str) -> list[int | None]:
+        return [e["status"] for e in journal(mock, status=status)]
+
+    assert statuses("404") == [404]
+    assert statuses("4xx") == [404, 400]
+    assert statuses("2xx") == [200]
+    assert statuses("5xx") == []
+    assert statuses("errors") == [404, 400]
+    assert statuses("dropped") == []
+
+
+@pytest.mark.parametrize("status", ["4x", "4XX", "600", "99", "error", "all", ""])
+def test_a_bad_status_is_400_naming_it_and_the_accepted_forms(mock: Mock, status: str) -> None:
+    for path in ("/_mock/requests", "/_mock/ui/state"):
+        message = refusal(mock.client.get(path, params={"status": status}))
+        assert message == (
+            f"status: {status!r} is not accepted; expected an HTTP status (`429`), a class of "
+            "them (`2xx`, `4xx`, `5xx`), `errors` (4xx, 5xx and dropped connections) or "
+            "`dropped` (connections closed without an answer)"
+        )
+
+
+def test_path_is_a_prefix_of_the_path_starting_with_a_slash(mock: Mock) -> None:
+    run_id = mock.create().json()["id"]
+    mock.get(run_id)
+    mock.get(run_id, prefix="/api/v1")
+    assert len(journal(mock, path="/v1/runs")) == 2  # the create and the poll
+    assert [e["method"] for e in journal(mock, path=f"/v1/runs/{run_id}")] == ["GET"]
+    assert len(journal(mock, path="/api/v1")) == 1
+    for path in ("v1/runs", "http://localhost:8080/v1/runs", "/v1/runs?x=1", ""):
+        message = refusal(mock.client.get("/_mock/requests", params={"path": path}))
+        assert message == (
+            f"path: {path!r} is not accepted; expected a path starting with `/`, such as "
+            "`/v1/runs` (no scheme, host or query string)"
+        )
+
+
+def test_an_empty_key_is_400_not_a_filter_that_matches_nothing(mock: Mock) -> None:
+    mock.get("run_x")
+    message = refusal(mock.client.get("/_mock/requests", params={"key": ""}))
+    assert message.startswith("key: ")
+
+
+# --- the query's forms, over their whole space ------------------------------------------------
+
+QUERY = load_control_spec().query("/_mock/requests", "get")
+SINCE = QUERY.declared["since"]
+STATUS = QUERY.declared["status"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SINCE_VALID = compile_schema({"components": {}}, SINCE)
+
+
+def selection(**query: str) -> JournalFilter:
+    return JournalFilter.from_query(QUERY.parse(query.items()), None)
+
+
+@st.composite
+def date_times(draw: st.DrawFn) -> str:
+    """RFC 3339 date-times at the edges of every field (invalid days included)."""
+    number = lambda low, high: draw(st.integers(low, high))  # noqa: E731
+    fraction = draw(st.text("0123456789", max_size=12))
+    sign = draw(st.sampled_from("+-"))
+    zone = draw(st.just("Z") | st.just(f"{sign}{number(0, 23):02d}:{number(0, 59):02d}"))
+    return (
+        f"{number(0, 9999):04d}-{number(1, 12):02d}-{number(1, 31):02d}"
+        f"T{number(0, 23):02d}:{number(0, 59):02d}:{number(0, 60):02d}"
+        + (f".{fraction}" if fraction else "")
+        + zone
+    )
+
+
+@given(date_times())
+def test_every_since_the_schema_accepts_is_a_moment_the_journal_can_filter_on(text: str) -> None:
+    if SINCE_VALID.is_valid(text):  # what the document accepts, the code can use
+        assert selection(since=text).since_ms is not None
+        return
+    with pytest.raises(RunbaseError) as refused:  # year 0, second 60, 30 February: a 400
+        selection(since=text)
+    assert refused.value.status == 400
+    assert refused.value.message.startswith(f"since: {text!r} is not accepted; expected ")
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    offset_minutes=st.integers(-23 * 60 - 59, 23 * 60 + 59),
+    form=st.sampled_from(["milliseconds", "seconds", "microseconds"]),
+)
+def test_since_keeps_exactly_the_entries_at_or_after_the_moment_it_names(
+    moment: datetime, offset_minutes: int, form: str
+) -> None:
+    zone = timezone(timedelta(minutes=offset_minutes))
+    local = moment.astimezone(zone)
+    timespec = {
+        "seconds": "seconds",
+        "milliseconds": "milliseconds",
+        "microseconds": "microseconds",
+    }
+    text = local.isoformat(timespec=timespec[form]).replace("+00:00", "Z")
+    shown = local.replace(microsecond=0) if form == "seconds" else local
+    if form == "milliseconds":
+        shown = local.replace(microsecond=local.microsecond // 1000 * 1000)
+    micros = (shown - EPOCH) // timedelta(microseconds=1)
+    first_ms = -(-micros // 1000)
+    since = selection(since=text)
+    assert since.since_ms == first_ms
+    assert since.keeps(exchange(at_ms=first_ms).entry(1))
+    assert not since.keeps(exchange(at_ms=first_ms - 1).entry(1))
+
+
+@given(
+    status=st.none() | st.integers(100, 599),
+    wanted=st.from_regex(STATUS["pattern"], fullmatch=True),
+)
+def test_the_status_forms_agree_with_each_other(status: int | None, wanted: str) -> None:
+    if wanted.endswith("xx"):
+        codes = range(int(wanted[0]) * 100, int(wanted[0]) * 100 + 100)
+        assert status_matches(status, wanted) == any(status_matches(status, str(c)) for c in codes)
+    elif wanted == "errors":
+        parts = ("4xx", "5xx", "dropped")
+        assert status_matches(status, wanted) == any(status_matches(status, p) for p in parts)
+    elif wanted == "dropped":
+        assert status_matches(status, wanted) == (status is None)
+    else:
+        assert status_matches(status, wanted) == (status == int(wanted))
+    assert selection(status=wanted).keeps(exchange(status=status).entry(1)) == status_matches(
+        status, wanted
+    )
+
+
+def test_a_date_time_python_cannot_hold_is_400_where_no_pattern_keeps_it_out() -> None:
+    check = QueryCheck(
+        {"at": {"type": "string", "format": "date-time"}},
+        compile_schema({"components": {}}, {"properties": {"at": {"format": "date-time"}}}),
+    )
+    assert check.parse([("at", "2026-06-01T12:00:00Z")])["at"] == datetime(
+        2026, 6, 1, 12, tzinfo=UTC
+    )
+    with pytest.raises(RunbaseError) as refused:
+        check.parse([("at", "0000-01-01T00:00:00Z")])
+    assert (refused.value.status, refused.value.message) == (
+        400,
+        "at: '0000-01-01T00:00:00Z' is a date and time out of the mock's range",
+    )

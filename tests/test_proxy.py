@@ -177,33 +177,65 @@ def test_a_server_that_breaks_the_spec_is_caught() -> None:
     assert seen["exchanges"] == 2 and seen["judged"] == 1  # /_mock is the mock's own: not judged
 
 
-def test_the_cli_reports_and_exits_non_zero_in_strict_mode(
-    upstream: MockServer, tmp_path: Path
-) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [*serve_command(), "proxy", "--upstream", upstream.origin, "--port", str(port),
-         "--strict", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    proxy = f"http://127.0.0.1:{port}"
-    try:
+class ProxyProcess:
+    """``mock-runbase proxy --strict`` as a process in front of ``upstream``."""
+
+    def __init__(self, upstream: str) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [*serve_command(), "proxy", "--upstream", upstream, "--port", str(port), "--strict",
+             "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
         for _ in range(400):
             try:
-                report(proxy)
-                break
+                report(self.url)
+                return
             except httpx.TransportError:
                 time.sleep(0.02)  # waiting for a process to bind its port
+        self.stop(signal.SIGKILL)
+        raise TimeoutError("the proxy did not start")
+
+    def stop(self, sent: signal.Signals) -> tuple[int, str]:
+        """Send ``sent``; the exit code and everything the proxy printed."""
+        self.process.send_signal(sent)
+        output, _ = self.process.communicate(timeout=10)
+        return self.process.returncode, output
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_strict_mode_reports_and_exits_1_when_stopped_by_either_signal(
+    upstream: MockServer, sent: signal.Signals
+) -> None:
+    proxy = ProxyProcess(upstream.origin)
+    try:
         body = {"model": GPT.id, "input": {"prompt": "x", "resolution": "8K"}}
-        response = httpx.post(f"{proxy}/v1/runs", json=body, headers={"Authorization": "Bearer k"})
+        response = httpx.post(
+            f"{proxy.url}/v1/runs", json=body, headers={"Authorization": "Bearer k"}
+        )
         assert response.status_code == 401  # a key without sk- is not one; the mock says so too
-        assert report(proxy)["byRule"] == {"request-auth": 1, "request-body": 1}
+        assert report(proxy.url)["byRule"] == {"request-auth": 1, "request-body": 1}
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=10)
-    assert process.returncode == 1, output
+        code, output = proxy.stop(sent)
+    assert code == 1, output
     assert "VIOLATION (request) request-body" in output
     assert "1 exchanges (1 judged against the spec), 2 violations" in output
+
+
+def test_a_clean_strict_session_stopped_by_sigterm_exits_0_with_its_summary(
+    upstream: MockServer,
+) -> None:
+    proxy = ProxyProcess(upstream.origin)
+    try:
+        response = httpx.get(
+            f"{proxy.url}/v1/runs/run_none", headers={"Authorization": "Bearer sk-x"}
+        )
+        assert response.status_code == 404
+    finally:
+        code, output = proxy.stop(signal.SIGTERM)
+    assert code == 0, output
+    assert "1 exchanges (1 judged against the spec), 0 violations, 0 upstream errors" in output
 
 
 @pytest.fixture
