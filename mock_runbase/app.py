@@ -118,6 +118,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         clock=lambda: service.clock,
         record=store.record,
         account_of=lambda header: service.last_directory.account_of(header),
+        unavailable=store.unavailable_errors,
     )
     if settings.cors:
         app.entry = cors(app.entry, settings.cors)

@@ -13,6 +13,7 @@ Answers are not buffered: handlers that answer JSON say what it carries with ``n
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import Clock
 from mock_runbase.journal_records import Exchange
+
+log = logging.getLogger("mock_runbase.journal")
 
 __all__ = ["JournalMiddleware", "last_header", "note_account", "note_answer", "recorded"]
 
@@ -72,18 +75,26 @@ class JournalMiddleware:
         clock: Callable[[], Clock],
         record: Callable[[Exchange], Awaitable[None]],
         account_of: Callable[[str | None], str | None],
+        unavailable: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.app = app
         self.clock = clock
         self.record = record
         self.account_of = account_of
+        self.unavailable = unavailable  # the store's errors when it cannot be reached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not recorded(scope["path"]):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        at_ms = await self.clock().now()
+        try:
+            at_ms = await self.clock().now()
+        except self.unavailable:
+            # A shared clock lives in the store: with the store away the request goes on
+            # unrecorded, and the app answers it (503 store_unavailable), never a bare 500.
+            await self.app(scope, receive, send)
+            return
         body: list[bytes] = []
         body_size = 0
         status: int | None = None
@@ -110,7 +121,7 @@ class JournalMiddleware:
             error_code, answer_run_id, model = scope.get(ANSWER_FACTS, NO_FACTS)
             path_run_id = scope.get("path_params", NO_PARAMS).get("run_id")
             headers = scope["headers"]
-            await self.record(
+            await self.record_unless_unavailable(
                 Exchange(  # positional: the fields' order; keyword arguments cost more here
                     at_ms,
                     scope["method"],
@@ -128,6 +139,12 @@ class JournalMiddleware:
                     model,
                 )
             )
+
+    async def record_unless_unavailable(self, exchange: Exchange) -> None:
+        try:
+            await self.record(exchange)
+        except self.unavailable as error:  # the answer is sent: losing its record is all
+            log.warning("journal: not recorded, the store is unavailable: %s", error)
 
 
 def recorded(path: str) -> bool:

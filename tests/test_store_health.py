@@ -252,3 +252,25 @@ def test_healthz_on_the_virtual_clock_answers_unhealthy_while_redis_is_away(
         assert httpx.get(f"{server.base}/healthz").json() == {"status": "ok"}
     finally:
         server.stop()
+
+
+def test_api_calls_on_the_virtual_clock_answer_store_unavailable_while_redis_is_away(
+    own_redis: RedisServer,
+) -> None:
+    """The journal reads the shared clock first: with Redis away, a poll or a create must
+    still get the documented JSON 503, not a bare 500 from the journal."""
+    server = Server("--store", own_redis.url, "--clock", "virtual", "--log-level", "warning")
+    try:
+        key = {"Authorization": "Bearer sk-health"}
+        created = httpx.post(f"{server.base}/v1/runs", json=BODY, headers=key)
+        assert created.status_code == 200
+        own_redis.stop()
+        for answer in (
+            httpx.get(f"{server.base}/v1/runs/{created.json()['id']}", headers=key),
+            httpx.post(f"{server.base}/v1/runs", json=BODY, headers=key),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "store_unavailable"
+        assert server.process.poll() is None
+    finally:
+        server.stop()
