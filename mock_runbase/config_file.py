@@ -28,7 +28,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
@@ -66,7 +65,6 @@ RuleCheck = Callable[[Mapping[str, Any]], "RuleProblem | None"]
 class RuleProblem:
     path: Sequence[str | int]  # inside the rule
     message: str
-    unknown_key: bool = False
 
 
 def api_key(value: str) -> str:
@@ -102,14 +100,18 @@ def empty_mapping(value: Any) -> Any:
     return {} if value is None else value
 
 
+# Exact as a double too: the Redis store's scripts compare counts in Lua numbers.
+Count = Annotated[int, Field(ge=0, le=10**15)]
+
+
 class KeyEntry(BaseModel):
     """A key as the config file and ``PUT /_mock/accounts`` declare it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: Annotated[str, AfterValidator(api_key)]
-    spend_limit_cents: NonNegativeInt | None = None
-    usage_quota: NonNegativeInt | None = None
+    spend_limit_cents: Count | None = None
+    usage_quota: Count | None = None
     ip_allow_list: Annotated[
         list[Annotated[str, BeforeValidator(ip_entry)]], Field(max_length=MAX_IP_ALLOW_LIST)
     ] = []
@@ -293,8 +295,8 @@ def rule_checker(control: ControlSpec, catalog: Catalog) -> RuleCheck:
     validator = control.compile("#/components/schemas/MockRuleInput")
 
     def check(rule: Mapping[str, Any]) -> RuleProblem | None:
-        misspelled = schema_problem(schema, validator, rule)
-        if misspelled is not None and misspelled.unknown_key:
+        misspelled = misspelled_key(schema, validator, rule)
+        if misspelled is not None:
             return misspelled
         try:
             checked_rule(rule, catalog, validator)
@@ -305,19 +307,17 @@ def rule_checker(control: ControlSpec, catalog: Catalog) -> RuleCheck:
     return check
 
 
-def schema_problem(
+def misspelled_key(
     schema: Mapping[str, Any], validator: Any, rule: Mapping[str, Any]
 ) -> RuleProblem | None:
-    """The first way ``rule`` breaks the schema, with a "did you mean" for a misspelled key."""
-    error = next(iter(validator.iter_errors(rule)), None)
-    if error is None:
-        return None
-    unexpected = getattr(error.kind, "unexpected", None)
-    if unexpected:
-        node: Any = schema
-        for part in error.instance_path:
-            node = node.get("properties", {}).get(part, {})
-        allowed = list(node.get("properties", {}))
-        name = str(unexpected[0])
-        return RuleProblem([*error.instance_path, name], unknown_key(name, allowed), True)
-    return RuleProblem(list(error.instance_path), error.message)
+    """A key of ``rule`` the schema does not know, with the closest one it does."""
+    for error in validator.iter_errors(rule):
+        unexpected = getattr(error.kind, "unexpected", None)
+        if unexpected:
+            node: Any = schema
+            for part in error.instance_path:
+                node = node.get("properties", {}).get(part, {})
+            name = str(unexpected[0])
+            allowed = list(node.get("properties", {}))
+            return RuleProblem([*error.instance_path, name], unknown_key(name, allowed))
+    return None
