@@ -193,7 +193,7 @@ def test_the_files_effect_parameters_are_the_registrys() -> None:
 
 
 FIELDS = {
-    "endpoint": ["create", "get", "any"],
+    "endpoint": ["create", "get", "file", "any"],
     "model": [GPT, "hailuo/pro", "google/veo-3", "acme/none"],
     "resolution": ["1K", "4K", "720p", "480p", "8K"],
     "aspect_ratio": ["1:1", "16:9", "auto", "21:9", "7:5"],
