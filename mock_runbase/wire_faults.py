@@ -116,7 +116,7 @@ def malformed_chunk(answer: RawAnswer | None) -> bytes:
         return cut_head(answer)
     kept = [(n, v) for n, v in answer.headers if n.lower() != b"content-length"]
     head = answer.head([*kept, (b"transfer-encoding", b"chunked")])
-    first = answer.body[: len(answer.body) // 2]
+    first = answer.body[: max(1, len(answer.body) // 2)]  # an empty chunk would end the body
     return head + b"%x\r\n" % len(first) + first + b"\r\n" + BAD_CHUNK_SIZE
 
 
