@@ -6,7 +6,6 @@ Handlers only translate HTTP to ``RunbaseService`` calls and back; every error i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -29,14 +28,15 @@ from mock_runbase.control import AdminTokenMiddleware, control_routes, service_o
 from mock_runbase.control_spec import load_control_spec
 from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.docs import docs_routes
-from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
+from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
 from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
-from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
+from mock_runbase.runs import FILES_PATH, Run, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService, media_cache_key
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
 from mock_runbase.store import MemoryStore, Store
+from mock_runbase.wire_faults import BrokenAnswer, BrokenConnection, break_connection
 
 __all__ = ["create_app"]
 
@@ -196,8 +196,8 @@ def closing(store: Store) -> Any:
 
 
 class MockApp(Starlette):
-    """Starlette behind the journal and the hot routes (``entry``), plus the ``drop`` fault (a
-    connection closed without any answer), the service's start-up work on the first request
+    """Starlette behind the journal and the hot routes (``entry``), plus the connection faults
+    (``wire_faults``: done on uvicorn's transport), the service's start-up work on the first request
     (lifespan does not run in every host) and, on a shared store, an ``X-Mock-Worker`` header
     naming the process that answered."""
 
@@ -207,8 +207,11 @@ class MockApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service
+        cycle = getattr(send, "__self__", None)  # uvicorn's, with the socket's transport
+        worker_headers = []
         if scope["type"] == "http" and self.worker is not None:
             send = with_worker_header(send, self.worker.encode())
+            worker_headers = [(b"x-mock-worker", self.worker.encode())]
         if scope["type"] == "http" and scope["path"] == HEALTH_PATH:
             # a probe needs only the store's answer: no start-up work and no journal entry
             # (either would need the store, and a probe's answer must not depend on them)
@@ -224,12 +227,8 @@ class MockApp(Starlette):
         scope["app"] = self
         try:
             await self.entry(scope, receive, send)
-        except ConnectionDropped:
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is None:  # in process (no socket): fail the caller as a reset would
-                raise ConnectionResetError("mock-runbase dropped the connection") from None
-            transport.abort()
-            await asyncio.sleep(0)  # let the server notice before it tries to answer
+        except BrokenConnection as broken:
+            await break_connection(cycle, broken, worker_headers)
 
     async def starlette(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -309,7 +308,8 @@ async def create_run(request: Request) -> Response:
     body = await read_body(request, service.settings.max_body_bytes)
     created = await service.create_run(caller, body, header(request, b"x-mock-scenario"))
     headers = {"X-Mock-Warning": created.warning} if created.warning else None
-    return json_answer(request, created_view(created.run), headers=headers)
+    answer = json_answer(request, created_view(created.run), headers=headers)
+    return broken(answer, created.answer_fault)
 
 
 async def get_run(request: Request) -> Response:
@@ -322,7 +322,7 @@ async def get_run(request: Request) -> Response:
     base = public_base(request, service)
     view = run_view(polled.run, await service.now(), lambda name: base + file_path(name))
     headers = {"X-Mock-Warning": polled.warning} if polled.warning else None
-    return json_answer(request, view, headers=headers)
+    return broken(json_answer(request, view, headers=headers), polled.answer_fault)
 
 
 MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4"}
@@ -333,16 +333,25 @@ async def get_file(request: Request) -> Response:
     name: str = request.path_params["name"]
     if name.rsplit(".", 1)[-1] not in MEDIA_TYPES:
         raise RunbaseError(404, "file_not_found", "File not found")
-    run, content = await service_of(request).media(name)
+    served = await service_of(request).generated_file(name, header(request, b"x-mock-scenario"))
+    return broken(
+        file_answer(request, served.run, served.content, served.warning), served.answer_fault
+    )
+
+
+def file_answer(request: Request, run: Run, content: bytes, warning: str | None) -> Response:
     etag = f'"{media_cache_key(run)}"'
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",
         "Accept-Ranges": "bytes",
     }
+    if warning is not None:
+        headers["X-Mock-Warning"] = warning
     if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    media_type = MEDIA_TYPES[name.rsplit(".", 1)[-1]]
+        kept = {k: v for k, v in headers.items() if k in ("ETag", "X-Mock-Warning")}
+        return Response(status_code=304, headers=kept)
+    media_type = MEDIA_TYPES[run.file_name.rsplit(".", 1)[-1]]
     wanted = requested_range(request.headers.get("range"), len(content))
     status = 200
     if wanted == NOT_SATISFIABLE:
@@ -374,7 +383,8 @@ async def openapi_document(request: Request) -> Response:
 
 async def render_runbase_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RunbaseError)
-    return json_answer(request, exc.body(), exc.status, exc.headers or None)
+    answer = json_answer(request, exc.body(), exc.status, exc.headers or None)
+    return broken(answer, exc.answer_fault)
 
 
 async def render_http_exception(request: Request, exc: Exception) -> Response:
@@ -394,6 +404,11 @@ async def render_store_unavailable(request: Request, exc: Exception) -> Response
 async def render_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_answer(request, error_body("internal_error", "Internal server error"), 500)
+
+
+def broken(answer: Response, fault: str | None) -> Response:
+    """``answer``, or, if a scenario asked for a fault that breaks it, the answer broken."""
+    return answer if fault is None else BrokenAnswer(answer, fault)
 
 
 def json_answer(

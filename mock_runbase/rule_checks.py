@@ -5,8 +5,10 @@
 
 - ``match.model`` is a model of it; ``match.resolution`` and ``match.aspect_ratio`` are
   values some model offers (the given model, if any, and every field of the match at once);
-- a poll (``endpoint: get``) matches no model, input or prompt, and a scenario of creates
-  no poll;
+- a poll (``endpoint: get``) matches no model, input or prompt; the endpoint is one the
+  scenario applies to (``any``, the default, is creates and polls; a file's scenario needs
+  ``endpoint: file``); a file's GET matches by the run it belongs to, so every field may be
+  named with ``endpoint: file``;
 - ``match.key`` can be a key (``sk-``); ``prompt_regex`` compiles;
 - ``effect`` carries only the parameters its scenario uses;
 - ``times`` and ``every`` are not combined; ``seed`` comes with ``probability``;
@@ -25,14 +27,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from mock_runbase.catalog import Catalog, Model
-from mock_runbase.rules import INPUT_FIELDS, RuleError
+from mock_runbase.rules import INPUT_FIELDS, RULE_ENDPOINTS, RuleError
 from mock_runbase.scenarios import PARAMS, SCENARIOS
 
-__all__ = ["RuleError", "checked_rule", "match_branches", "with_match_branches"]
+__all__ = [
+    "RULE_ENDPOINTS",
+    "RuleError",
+    "checked_rule",
+    "match_branches",
+    "rule_endpoints",
+    "with_match_branches",
+]
 
 KEY_PREFIX = "sk-"
 CREATE_ONLY_MATCH = ("model", *INPUT_FIELDS, "prompt_regex")
 RULE_SCHEMA = ("components", "schemas", "MockRuleInput", "properties", "match")
+MATCHED = {
+    "create": "a create",
+    "get": "a poll",
+    "file": "a file",
+    "any": "creates or polls (endpoint any, the default)",
+}
 Choices = dict[str, list[str] | None]  # input field -> the values a rule may match (None: any)
 
 
@@ -85,10 +100,23 @@ def check_effect(effect: Mapping[str, Any], match: Mapping[str, Any]) -> None:
     for param in PARAMS:
         if param in effect and param not in entry.params:
             raise RuleError(f"effect.{param}", f"{name} takes {entry.takes()}, not {param}")
-    if entry.creates_only and match.get("endpoint") == "get":
+    endpoint = match.get("endpoint", "any")
+    if (
+        isinstance(endpoint, str)
+        and endpoint in RULE_ENDPOINTS
+        and not RULE_ENDPOINTS[endpoint] & entry.endpoints
+    ):
+        uses = " or ".join(rule_endpoints(entry.endpoints))
         raise RuleError(
-            "match.endpoint", f"{name} applies to creates only, never to a poll: use create or any"
+            "match.endpoint",
+            f"{name} applies to {entry.applies_to()}, never to {MATCHED[endpoint]}: "
+            f"use endpoint {uses}",
         )
+
+
+def rule_endpoints(endpoints: frozenset[str]) -> list[str]:
+    """The values of ``match.endpoint`` under which a scenario of ``endpoints`` can apply."""
+    return [name for name, reached in RULE_ENDPOINTS.items() if reached & endpoints]
 
 
 def check_poll_match(match: Mapping[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Fault rules: "for requests like these, apply that scenario, so often".
 
 A rule matches on the endpoint, the key or account, and for creates the model, input fields
-and a prompt regex. When it matches it counts the match, then fires if its budget allows:
+and a prompt regex; for a generated file (``endpoint: file``) all of these are the run's that
+made it. When it matches it counts the match, then fires if its budget allows:
 ``times`` (the next N matches), ``every`` (every Nth match) and ``probability`` (a seeded
 draw, so a run of tests is reproducible). The first rule that fires wins.
 
@@ -23,9 +24,10 @@ from typing import Any
 
 import orjson
 
-from mock_runbase.scenarios import SCENARIOS, Params
+from mock_runbase.scenarios import ENDPOINTS, SCENARIOS, Params
 
 __all__ = [
+    "RULE_ENDPOINTS",
     "Rule",
     "RuleContext",
     "RuleError",
@@ -37,6 +39,10 @@ __all__ = [
 ]
 
 INPUT_FIELDS = ("resolution", "aspect_ratio")
+RULE_ENDPOINTS = {  # match.endpoint -> the requests it matches
+    **{name: frozenset({name}) for name in ENDPOINTS},
+    "any": frozenset({"create", "get"}),  # Runbase's API; the files are named on their own
+}
 DRAW_HEX_DIGITS = 13  # 52 bits: exact in a double, in Python and in Redis' Lua alike
 DRAW_SCALE = float(1 << (4 * DRAW_HEX_DIGITS))
 IDENTITY_HEX_DIGITS = 16
@@ -57,7 +63,10 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class RuleContext:
-    endpoint: str  # "create" or "get"
+    """What a rule matches a request by. A generated file's GET carries no key: its context
+    is the run the file belongs to (its key, account, model and input)."""
+
+    endpoint: str  # "create", "get" or "file"
     key: str
     account: str
     model: str | None = None
@@ -86,8 +95,7 @@ class Rule:
         return self.match.get("account")
 
     def applies_to(self, context: RuleContext) -> bool:
-        endpoint = self.match.get("endpoint", "any")
-        if endpoint not in ("any", context.endpoint):
+        if context.endpoint not in RULE_ENDPOINTS[self.match.get("endpoint", "any")]:
             return False
         if context.endpoint not in SCENARIOS[self.scenario].endpoints:
             return False

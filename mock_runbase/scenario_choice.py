@@ -3,7 +3,8 @@
     X-Mock-Scenario: latency; ms=250        a scenario and its parameters (HTTP style, ``;``)
     "a cat [mock:latency; ms=250]"          the same in the prompt of a create
 
-The header works on creates and polls, a tag on creates (a poll has no prompt). Names and
+The header works on creates, polls and generated files' GETs, a tag on creates (a poll or a
+file GET has no prompt). Names and
 parameter names are case-insensitive (``FAIL``, ``[MOCK:fail]``). Nothing asked is dropped
 silently: an unknown name, a scenario of creates named on a poll, a second tag or a tag
 beside the header is ignored with a warning (the answer's ``X-Mock-Warning``); a parameter
@@ -28,6 +29,7 @@ WARNING_HEADER = "X-Mock-Warning"
 PROMPT_TAG = re.compile(r"\[mock:([^\]\n]*)\]", re.IGNORECASE)
 INVALID = "invalid_mock_scenario"
 MAX_ECHO = 80  # characters of a tag quoted back in a warning
+REQUEST_NOUNS = {"create": "a create", "get": "a poll", "file": "a file"}
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ NOTHING_ASKED = Choice()
 
 
 def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice:
-    """The choice of a request to ``endpoint`` (``create`` or ``get``): the header, else the
-    prompt's first tag, else the default. Raises 400 ``invalid_mock_scenario`` for
+    """The choice of a request to ``endpoint`` (``create``, ``get``, ``file``): the header,
+    else the prompt's first tag, else the default. Raises 400 ``invalid_mock_scenario`` for
     parameters the named scenario cannot use."""
     if header is None and prompt is None:  # a poll without the header: the hot path
         return NOTHING_ASKED
@@ -84,7 +86,8 @@ def parsed(text: str, where: str, endpoint: str) -> Choice:
         return Choice(warnings=(f"{where}: unknown scenario {echo(name)} ignored; known: {known}",))
     params = parsed_params(entry, param_parts, where)
     if endpoint not in entry.endpoints and name != DEFAULT:  # a poll "succeeds" anyway
-        return Choice(warnings=(f"{where}: {name} applies to creates only; not applied to a poll",))
+        also = f"{where}: {name} applies to {entry.applies_to()}"
+        return Choice(warnings=(f"{also}; not applied to {REQUEST_NOUNS[endpoint]}",))
     return Choice(name, params, where)
 
 
@@ -131,10 +134,15 @@ def echo(text: str) -> str:
     return ascii(shown)
 
 
-def with_warning(error: RunbaseError, warning: str | None) -> RunbaseError:
-    """``error`` answered with the choice's warning as well (a new error: scenarios' errors
-    may be shared instances)."""
-    if warning is None:
+def with_warning(
+    error: RunbaseError, warning: str | None, answer_fault: str | None = None
+) -> RunbaseError:
+    """``error`` answered with the choice's warning as well, and broken on its way by the
+    choice's ``answer_fault`` if it has one (a new error: scenarios' errors may be shared
+    instances)."""
+    if warning is None and answer_fault is None:
         return error
-    headers = {**error.headers, WARNING_HEADER: warning}
-    return RunbaseError(error.status, error.code, error.message, headers=headers)
+    headers = error.headers if warning is None else {**error.headers, WARNING_HEADER: warning}
+    return RunbaseError(
+        error.status, error.code, error.message, headers=headers, answer_fault=answer_fault
+    )

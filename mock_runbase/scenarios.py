@@ -1,8 +1,10 @@
 """Forced outcomes and faults, by name: the registry behind headers, prompt tags and rules.
 
-A client picks one with the header ``X-Mock-Scenario: fail`` or, on a create when it cannot
-set headers, with a tag in the prompt: ``[mock:fail]`` (``scenario_choice`` reads both); a
-rule (``/_mock/rules``) picks one for every request it matches. Both may pass the parameters
+A client picks one with the header ``X-Mock-Scenario: fail`` (on a create, a poll or a
+generated file's GET) or, on a create when it cannot set headers, with a tag in the prompt:
+``[mock:fail]`` (``scenario_choice`` reads both); a rule (``/_mock/rules``) picks one for
+every request it matches. Each scenario names the endpoints it applies to: ``create``,
+``get`` (a poll) and ``file`` (``GET``/``HEAD /files/generated/...``). Both may pass the parameters
 a scenario declares (an error code, a delay). Each scenario is a registered function from
 ``Params`` to an ``Effect``; the control API and CLI list the registry, and nothing branches
 on scenario names elsewhere.
@@ -17,6 +19,7 @@ from mock_runbase.errors import RunbaseError
 
 __all__ = [
     "DEFAULT",
+    "ENDPOINTS",
     "MAX_LATENCY_MS",
     "PARAMS",
     "SCENARIOS",
@@ -29,13 +32,19 @@ __all__ = [
 DEFAULT = "succeed"
 CREATE = frozenset({"create"})
 BOTH = frozenset({"create", "get"})
+EVERYWHERE = frozenset({"create", "get", "file"})
+FILES = frozenset({"file"})
+ENDPOINTS = ("create", "get", "file")  # as rules name them; a rule's "any" is create and get
+ENDPOINT_NOUNS = {"create": "creates", "get": "polls", "file": "files"}
 PARAMS = ("code", "message", "ms")  # the fields of Params, as rules and headers spell them
 MAX_LATENCY_MS = 600_000
+DEFAULT_CDN_LAG_MS = 5000
 
 
 @dataclass(frozen=True)
 class Params:
-    """What a rule may tune: the error of ``fail``, the delay of ``latency``."""
+    """What a rule may tune: the error of ``fail``, the delay of ``latency``, the lag of
+    ``cdn-lag``."""
 
     code: str | None = None
     message: str | None = None
@@ -44,7 +53,9 @@ class Params:
 
 @dataclass(frozen=True)
 class Effect:
-    """What a scenario does: to the run (outcome, pace) or to the HTTP exchange itself."""
+    """What a scenario does: to the run (outcome, pace), to the HTTP exchange itself (a
+    delay, an error, a connection fault of ``wire_faults``) or to a generated file (how long
+    after its run completed it stays 404)."""
 
     outcome: str = "succeeded"
     error: dict[str, str] | None = None
@@ -52,7 +63,8 @@ class Effect:
     never_finishes: bool = False
     http_error: RunbaseError | None = None
     delay_ms: int = 0
-    drop: bool = False
+    wire_fault: str | None = None
+    file_lag_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,14 @@ class Scenario:
 
     @property
     def creates_only(self) -> bool:
-        return "get" not in self.endpoints
+        return self.endpoints == CREATE
+
+    def applies_to(self) -> str:
+        """Where it applies, in words: ``creates only``, ``creates, polls and files``."""
+        nouns = [ENDPOINT_NOUNS[e] for e in ENDPOINTS if e in self.endpoints]
+        if len(nouns) == 1:
+            return f"{nouns[0]} only"
+        return f"{', '.join(nouns[:-1])} and {nouns[-1]}"
 
     def takes(self) -> str:
         return ", ".join(self.params) if self.params else "no parameters"
@@ -122,23 +141,63 @@ def slow(params: Params) -> Effect:
     return Effect(slowdown=10.0)
 
 
-@scenario("error-500", BOTH, params=("message",))
+@scenario("error-500", EVERYWHERE, params=("message",))
 def error_500(params: Params) -> Effect:
     """The request answers 500 internal_error; a create creates nothing."""
     message = params.message or "Internal server error"
     return Effect(http_error=RunbaseError(500, "internal_error", message))
 
 
-@scenario("latency", BOTH, params=("ms",))
+@scenario("latency", EVERYWHERE, params=("ms",))
 def latency(params: Params) -> Effect:
     """The answer is delayed by `ms` milliseconds of real time (default 1000)."""
     return Effect(delay_ms=params.ms if params.ms is not None else 1000)
 
 
-@scenario("drop", BOTH)
+@scenario("drop", EVERYWHERE)
 def drop(params: Params) -> Effect:
     """The connection is closed without an answer; a create creates nothing."""
-    return Effect(drop=True)
+    return Effect(wire_fault="drop")
+
+
+@scenario("reset", EVERYWHERE)
+def reset(params: Params) -> Effect:
+    """The connection is reset (TCP RST) instead of an answer; a create creates nothing."""
+    return Effect(wire_fault="reset")
+
+
+@scenario("empty-response", EVERYWHERE)
+def empty_response(params: Params) -> Effect:
+    """The connection is closed cleanly without a byte of answer; a create creates nothing."""
+    return Effect(wire_fault="empty-response")
+
+
+@scenario("garbage", EVERYWHERE)
+def garbage(params: Params) -> Effect:
+    """Bytes that are not HTTP instead of an answer, then the connection is closed; a create
+    creates nothing."""
+    return Effect(wire_fault="garbage")
+
+
+@scenario("truncated", EVERYWHERE)
+def truncated(params: Params) -> Effect:
+    """The answer is cut off mid-body (its Content-Length the whole) and the connection
+    closed; the request was handled: a create made its run and charged it."""
+    return Effect(wire_fault="truncated")
+
+
+@scenario("malformed-chunk", EVERYWHERE)
+def malformed_chunk(params: Params) -> Effect:
+    """The answer's status and headers, chunked, then a chunk that is not one, and the
+    connection closed; the request was handled: a create made its run and charged it."""
+    return Effect(wire_fault="malformed-chunk")
+
+
+@scenario("cdn-lag", FILES, params=("ms",))
+def cdn_lag(params: Params) -> Effect:
+    """The file answers 404 file_not_found until `ms` milliseconds (default 5000) after its
+    run succeeded, on the mock's clock, like a CDN that has not caught up yet."""
+    return Effect(file_lag_ms=params.ms if params.ms is not None else DEFAULT_CDN_LAG_MS)
 
 
 @scenario("rate-limit", BOTH)

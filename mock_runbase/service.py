@@ -33,7 +33,7 @@ from mock_runbase.config_file import (
     rule_checker,
 )
 from mock_runbase.control_spec import ControlSpec
-from mock_runbase.errors import ConnectionDropped, RunbaseError
+from mock_runbase.errors import RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
@@ -42,6 +42,7 @@ from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
+    completed_ms,
     forced,
     input_seed,
     new_token,
@@ -55,8 +56,9 @@ from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
 from mock_runbase.store import Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
+from mock_runbase.wire_faults import BrokenConnection, answer_fault
 
-__all__ = ["Caller", "Created", "Polled", "RunbaseService"]
+__all__ = ["Caller", "Created", "Polled", "RunbaseService", "ServedFile"]
 
 PROMPT_EXCERPT = 160
 MAX_NAMES_SHOWN = 20
@@ -81,12 +83,25 @@ class Caller(NamedTuple):  # built on every request: a NamedTuple is the cheapes
 class Created:
     run: Run
     warning: str | None
+    answer_fault: str | None = None  # a connection fault that breaks the answer on its way
 
 
 @dataclass(frozen=True)
 class Polled:
     run: Run
     warning: str | None
+    answer_fault: str | None = None
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    run: Run
+    content: bytes
+    warning: str | None
+    answer_fault: str | None = None
+
+
+NO_EFFECT = Effect()
 
 
 class RunbaseService:
@@ -174,17 +189,20 @@ class RunbaseService:
         key, rules = caller.key, caller.snapshot.rules
         request = parse_create_request(self.spec, body)
         choice = requested_scenario(scenario_header, request.input.get("prompt"), "create")
+        effect = NO_EFFECT
         try:
             context = RuleContext("create", key.key, key.account, request.model.id, request.input)
             choice = await self.ruled(choice, rules, context)
-            run = await self.new_run(caller, request, choice)
+            effect = SCENARIOS[choice.name].build(choice.params)
+            run = await self.new_run(caller, request, choice, effect)
         except RunbaseError as error:
-            raise with_warning(error, choice.warning) from None
-        return Created(run=run, warning=choice.warning)
+            raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
+        return Created(run, choice.warning, answer_fault(effect.wire_fault))
 
-    async def new_run(self, caller: Caller, request: ValidatedRequest, choice: Choice) -> Run:
+    async def new_run(
+        self, caller: Caller, request: ValidatedRequest, choice: Choice, effect: Effect
+    ) -> Run:
         key = caller.key
-        effect = SCENARIOS[choice.name].build(choice.params)
         await self.apply_to_exchange(effect)
         now = await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
@@ -217,18 +235,38 @@ class RunbaseService:
         """The run, after the poll's faults (a rule's, else the header's) are applied."""
         key, rules = caller.key, caller.snapshot.rules
         choice = requested_scenario(scenario_header, None, "get")
+        effect = NO_EFFECT
         try:
             choice = await self.ruled(choice, rules, RuleContext("get", key.key, key.account))
             if choice.name != DEFAULT:
-                await self.apply_to_exchange(SCENARIOS[choice.name].build(choice.params))
+                effect = SCENARIOS[choice.name].build(choice.params)
+                await self.apply_to_exchange(effect)
             run = await self.store.get_run(run_id)
             if run is None or run.account != key.account:
                 raise RunbaseError(
                     404, "run_not_found", f"No run with id {run_id!r} for this account"
                 )
         except RunbaseError as error:
-            raise with_warning(error, choice.warning) from None
-        return Polled(run=run, warning=choice.warning)
+            raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
+        return Polled(run, choice.warning, answer_fault(effect.wire_fault))
+
+    async def generated_file(self, file_name: str, scenario_header: str | None) -> ServedFile:
+        """A run's file, after the faults of its GET (a rule's, else the header's). The GET
+        carries no key: a rule matches the run the file belongs to (its key, account, model
+        and input); a file no run made matches no rule."""
+        run = await self.store.get_run_by_file(file_name)
+        choice = requested_scenario(scenario_header, None, "file")
+        effect = NO_EFFECT
+        try:
+            if run is not None:
+                context = RuleContext("file", run.key, run.account, run.model, run.input)
+                choice = await self.ruled(choice, (await self.snapshot()).rules, context)
+            effect = SCENARIOS[choice.name].build(choice.params)
+            await self.apply_to_exchange(effect)
+            run, content = await self.media_of(run, lag_ms=effect.file_lag_ms)
+        except RunbaseError as error:
+            raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
+        return ServedFile(run, content, choice.warning, answer_fault(effect.wire_fault))
 
     async def ruled(self, choice: Choice, rules: list[Rule], context: RuleContext) -> Choice:
         """The request's own choice, unless a rule fires (and counts its match)."""
@@ -236,19 +274,27 @@ class RunbaseService:
         return choice if rule is None else choice.ruled_by(rule.id, rule.scenario, rule.params)
 
     async def apply_to_exchange(self, effect: Effect) -> None:
-        """The parts of an effect that touch the HTTP exchange: delay, drop, an error."""
+        """The parts of an effect that touch the HTTP exchange before it is handled: a delay,
+        a connection fault that strikes instead of an answer, an error. (A fault that breaks
+        the answer on its way is the caller's to pass on: ``answer_fault``.)"""
         if effect.delay_ms:
             await self.sleep(effect.delay_ms / 1000)
-        if effect.drop:
-            raise ConnectionDropped()
+        if effect.wire_fault is not None and answer_fault(effect.wire_fault) is None:
+            raise BrokenConnection(effect.wire_fault)
         if effect.http_error is not None:
             raise effect.http_error
 
     async def media(self, file_name: str) -> tuple[Run, bytes]:
         """The file of a succeeded run (PNG or MP4), rendered once in a worker thread, so a
         render never blocks the event loop, then served from the cache."""
-        run = await self.store.get_run_by_file(file_name)
-        if run is None or status_at(run, await self.clock.now()) != "succeeded":
+        return await self.media_of(await self.store.get_run_by_file(file_name))
+
+    async def media_of(self, run: Run | None, lag_ms: int = 0) -> tuple[Run, bytes]:
+        """``media`` of a run looked up already; 404 until ``lag_ms`` after it succeeded."""
+        now = await self.clock.now()
+        if run is None or status_at(run, now) != "succeeded":
+            raise RunbaseError(404, "file_not_found", "File not found")
+        if lag_ms and now < (completed_ms(run) or 0) + lag_ms:
             raise RunbaseError(404, "file_not_found", "File not found")
         cache_key = media_cache_key(run)
         cached = self.media_cache.get(cache_key)

@@ -480,6 +480,7 @@ def test_scenarios_are_listed_with_descriptions(mock: Mock) -> None:
 
 def test_spec_rule_enum_lists_every_registered_scenario() -> None:
     from mock_runbase.control_spec import load_control_spec
+    from mock_runbase.rule_checks import RULE_ENDPOINTS, rule_endpoints
     from mock_runbase.scenarios import SCENARIOS
 
     document = load_control_spec().document
@@ -488,8 +489,17 @@ def test_spec_rule_enum_lists_every_registered_scenario() -> None:
     ]["enum"]
     assert set(enum) == set(SCENARIOS)
     rule_schema = document["components"]["schemas"]["MockRuleInput"]
-    create_only = rule_schema["if"]["properties"]["effect"]["properties"]["scenario"]["enum"]
-    assert set(create_only) == {n for n, s in SCENARIOS.items() if "get" not in s.endpoints}
+    stated = {}
+    for condition in rule_schema["allOf"]:
+        named = condition["if"]["properties"]["effect"]["properties"]["scenario"]["enum"]
+        endpoint = condition["then"]["properties"]["match"]["properties"]["endpoint"]
+        stated.update(dict.fromkeys(named, endpoint.get("enum") or [endpoint.get("const")]))
+    narrowed = {
+        name: rule_endpoints(entry.endpoints)
+        for name, entry in SCENARIOS.items()
+        if rule_endpoints(entry.endpoints) != list(RULE_ENDPOINTS)
+    }
+    assert stated == narrowed
 
 
 def test_list_accounts(tmp_path: Path, make_mock: MockFactory) -> None:

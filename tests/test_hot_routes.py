@@ -53,7 +53,10 @@ METHODS = st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE"])
 AUTHS = st.sampled_from([f"Bearer {KEY}", f"Bearer {OTHER_KEY}", None, "Basic abc", "Bearer "])
 BODIES = st.sampled_from([VALID, {"model": GPT, "input": {}}, b"{not json", None])
 SCENARIOS = st.sampled_from(
-    [None, None, "error-500", "rate-limit", "drop", "latency; ms=0", "fail", "fial", "latency;ms=x"]
+    [
+        *[None, None, "error-500", "rate-limit", "drop", "latency; ms=0", "fail", "fial"],
+        *["latency;ms=x", "reset", "garbage", "truncated", "malformed-chunk", "cdn-lag"],
+    ]
 )
 REQUESTS = st.fixed_dictionaries(
     {

@@ -96,6 +96,26 @@ def test_a_dropped_connection_is_retried(runbase_mock):
     assert len(runbase_mock.runs) == 1
 
 
+def test_a_cut_download_then_a_lagging_cdn(runbase_mock):
+    runbase_mock.add_rule("truncated", endpoint="file", times=1, prompt_regex="^a fox")
+    runbase_mock.add_rule("cdn-lag", endpoint="file", ms=2000)  # once the first is spent
+    url = make_app(runbase_mock).generate("a fox")
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(url)
+    assert httpx.get(url).status_code == 404  # the CDN has not caught up yet
+    runbase_mock.clock.advance(2)
+    assert httpx.get(url).content.startswith(b"\\x89PNG")
+    with pytest.raises(ValueError, match="cdn-lag applies to files only"):
+        runbase_mock.add_rule("cdn-lag", ms=2000)
+
+
+def test_a_reset_connection_raises_what_httpx_raises(runbase_mock):
+    runbase_mock.add_rule("reset", times=1, endpoint="create")
+    with pytest.raises(httpx.ReadError):
+        make_app(runbase_mock).generate("a fox")
+    assert runbase_mock.runs == []
+
+
 @pytest.mark.runbase(env=True)
 def test_env_is_set_for_the_test(runbase_mock):
     assert os.environ["RUNBASE_BASE_URL"] == runbase_mock.base_url
@@ -137,7 +157,7 @@ def user_suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_a_users_suite_passes_with_the_plugin(user_suite: pytest.Pytester) -> None:
     result = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=11)
 
 
 def test_parallel_workers_never_see_each_others_runs(user_suite: pytest.Pytester) -> None:
@@ -156,7 +176,7 @@ def test_parallel_workers_never_see_each_others_runs(user_suite: pytest.Pytester
         """
     )
     result = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-n", "2")
-    result.assert_outcomes(passed=17)
+    result.assert_outcomes(passed=19)
 
 
 def test_the_mark_rejects_unknown_options(pytester: pytest.Pytester) -> None:

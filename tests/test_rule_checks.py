@@ -58,6 +58,31 @@ REFUSED = [  # (body, field, words the message must hold)
         ["a poll has no model"],
     ),
     ({"match": {"endpoint": "get"}}, "match.endpoint", ["fail applies to creates only"]),
+    (
+        {"match": {"endpoint": "file"}},
+        "match.endpoint",
+        ["fail applies to creates only, never to a file: use endpoint create or any"],
+    ),
+    (
+        {"match": {"endpoint": "file"}, "effect": {"scenario": "rate-limit"}},
+        "match.endpoint",
+        ["rate-limit applies to creates and polls, never to a file", "create or get or any"],
+    ),
+    (
+        {"effect": {"scenario": "cdn-lag"}},
+        "match.endpoint",
+        ["cdn-lag applies to files only", "(endpoint any, the default)", "use endpoint file"],
+    ),
+    (
+        {"match": {"endpoint": "get"}, "effect": {"scenario": "cdn-lag", "ms": 10}},
+        "match.endpoint",
+        ["cdn-lag applies to files only, never to a poll"],
+    ),
+    (
+        {"match": {"endpoint": "file"}, "effect": {"scenario": "truncated", "ms": 10}},
+        "effect.ms",
+        ["truncated takes no parameters, not ms"],
+    ),
     ({"match": {"key": "pk-live-1"}}, "match.key", ["'pk-live-1'", "'sk-'"]),
     ({"match": {"prompt_regex": "("}}, "match.prompt_regex", ["'('", "not a regex"]),
     ({"times": 2, "every": 3}, "every", ["times and every do not combine"]),
@@ -102,6 +127,13 @@ def test_a_rule_that_cannot_work_is_refused_naming_it_and_adds_nothing(
         {"every": 2, "probability": 0.5, "seed": 9},
         {"times": 1, "probability": 0.5},
         {"effect": {"scenario": "error-500", "message": "down"}},
+        {
+            "match": {"endpoint": "file", "model": GPT, "resolution": "4K", "prompt_regex": "^a"},
+            "effect": {"scenario": "cdn-lag", "ms": 2000},
+        },
+        {"match": {"endpoint": "file", "key": "sk-a"}, "effect": {"scenario": "malformed-chunk"}},
+        {"match": {"endpoint": "get"}, "effect": {"scenario": "reset"}, "times": 1},
+        {"effect": {"scenario": "garbage"}, "probability": 0.5},
     ],
 )
 def test_a_rule_that_can_work_is_added(mock: Mock, body: dict[str, Any]) -> None:
@@ -193,7 +225,7 @@ def test_the_files_effect_parameters_are_the_registrys() -> None:
 
 
 FIELDS = {
-    "endpoint": ["create", "get", "any"],
+    "endpoint": ["create", "get", "file", "any"],
     "model": [GPT, "hailuo/pro", "google/veo-3", "acme/none"],
     "resolution": ["1K", "4K", "720p", "480p", "8K"],
     "aspect_ratio": ["1:1", "16:9", "auto", "21:9", "7:5"],

@@ -18,7 +18,7 @@ from mock_runbase.scenarios import MAX_LATENCY_MS, SCENARIOS, Params
 from tests.conftest import KEY, Mock
 from tests.test_app import error_of
 
-POLL_SCENARIOS = sorted(name for name, entry in SCENARIOS.items() if not entry.creates_only)
+POLL_SCENARIOS = sorted(name for name, entry in SCENARIOS.items() if "get" in entry.endpoints)
 CREATE_ONLY = sorted(
     name for name, entry in SCENARIOS.items() if entry.creates_only and name != "succeed"
 )
@@ -86,7 +86,17 @@ def test_the_header_delays_a_poll_by_its_ms(mock: Mock) -> None:
 
 
 def test_every_scenario_the_readme_says_works_on_polls_does() -> None:
-    assert POLL_SCENARIOS == ["drop", "error-500", "latency", "rate-limit"]
+    assert POLL_SCENARIOS == [
+        "drop",
+        "empty-response",
+        "error-500",
+        "garbage",
+        "latency",
+        "malformed-chunk",
+        "rate-limit",
+        "reset",
+        "truncated",
+    ]
 
 
 @pytest.mark.parametrize("scenario", CREATE_ONLY)

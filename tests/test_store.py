@@ -420,6 +420,33 @@ def test_a_seeded_rule_draws_the_same_sequence_whatever_rules_come_before_it(
     assert 5 < alone.count(True) < 35
 
 
+def test_file_rules_fire_on_files_only_counted_alike_by_every_process(harness: Harness) -> None:
+    api = harness.run(harness.store.add_rule({"effect": {"scenario": "error-500"}}, 0))
+    files = harness.run(
+        harness.store.add_rule(
+            {"match": {"endpoint": "file", "account": "acct_a"}, "effect": {"scenario": "reset"}},
+            0,
+        )
+    )
+    run = make_run()
+    contexts = {
+        "create": RuleContext("create", run.key, run.account, run.model, run.input),
+        "get": RuleContext("get", run.key, run.account),
+        "file": RuleContext("file", run.key, run.account, run.model, run.input),
+        "other file": RuleContext("file", "sk-b", "acct_b", run.model, run.input),
+    }
+    stores = [harness.store, harness.peer()]
+    fired = {}
+    for n, (name, context) in enumerate(contexts.items()):
+        store = stores[n % 2]
+        rules = harness.run(store.snapshot(Directory())).rules
+        found = harness.run(store.first_firing(rules, context))
+        fired[name] = None if found is None else found.id
+    assert fired == {"create": api.id, "get": api.id, "file": files.id, "other file": None}
+    listed = {r.id: (r.matches, r.hits) for r in harness.run(harness.peer().rules(None))}
+    assert listed == {api.id: (2, 2), files.id: (1, 1)}
+
+
 def test_rules_are_listed_in_order_scoped_and_deleted(harness: Harness) -> None:
     a = harness.run(harness.store.add_rule({"effect": {"scenario": "fail"}}, 0))
     b = harness.run(
