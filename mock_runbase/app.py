@@ -31,7 +31,13 @@ from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.docs import docs_routes
 from mock_runbase.errors import ConnectionDropped, RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
-from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
+from mock_runbase.journal import (
+    JournalMiddleware,
+    last_header,
+    note_account,
+    note_answer,
+    note_run,
+)
 from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService, media_cache_key
 from mock_runbase.settings import MockSettings
@@ -333,6 +339,8 @@ async def get_file(request: Request) -> Response:
     if name.rsplit(".", 1)[-1] not in MEDIA_TYPES:
         raise RunbaseError(404, "file_not_found", "File not found")
     run, content = await service_of(request).media(name)
+    note_run(request.scope, run.id, run.model)
+    note_account(request.scope, run.account)  # a download carries no key: its run's account
     etag = f'"{media_cache_key(run)}"'
     headers = {
         "ETag": etag,
