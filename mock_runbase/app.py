@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -38,8 +39,9 @@ from mock_runbase.journal import (
     note_answer,
     note_run,
 )
+from mock_runbase.own_media import MEDIA_TYPES
 from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
-from mock_runbase.service import RunbaseService, media_cache_key
+from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
 from mock_runbase.store import MemoryStore, Store
@@ -50,6 +52,7 @@ log = logging.getLogger("mock_runbase")
 
 API_PREFIXES = ("/v1", "/api/v1")
 HEALTH_PATH = "/healthz"
+MEDIA_HEADER = "X-Mock-Media"  # on a download of a --media-dir file: which one (URL-quoted)
 
 
 class JSONAnswer(Response):
@@ -143,6 +146,7 @@ EXPOSED_HEADERS = [  # what a browser client may read besides the CORS-safeliste
     "Retry-After",
     "X-Mock-Warning",
     "X-Mock-Worker",
+    "X-Mock-Media",
     "Content-Range",
     "Accept-Ranges",
     "Content-Length",
@@ -330,26 +334,24 @@ async def get_run(request: Request) -> Response:
     return json_answer(request, view, headers=headers)
 
 
-MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4"}
-
-
 async def get_file(request: Request) -> Response:
     """A generated file, like a CDN serves it: ETag, HEAD and single byte ranges."""
     name: str = request.path_params["name"]
     if name.rsplit(".", 1)[-1] not in MEDIA_TYPES:
         raise RunbaseError(404, "file_not_found", "File not found")
-    run, content = await service_of(request).media(name)
+    run, content, etag = await service_of(request).media(name)
     note_run(request.scope, run.id, run.model)
     note_account(request.scope, run.account)  # a download carries no key: its run's account
-    etag = f'"{media_cache_key(run)}"'
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",
         "Accept-Ranges": "bytes",
     }
+    if run.media is not None:
+        headers[MEDIA_HEADER] = quote(run.media)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    media_type = MEDIA_TYPES[name.rsplit(".", 1)[-1]]
+    media_type = MEDIA_TYPES[name.rsplit(".", 1)[-1]][1]
     wanted = requested_range(request.headers.get("range"), len(content))
     status = 200
     if wanted == NOT_SATISFIABLE:

@@ -78,6 +78,7 @@ def add_serve_parser(commands: Any) -> None:
     add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", help="critical, error, warning, info (default), debug or trace")
     add("--replay", help="answer the requests recorded in this cassette (from proxy --record)")
+    add("--media-dir", help="your own images and videos, for rules' effect.media (default none)")
 
 
 def add_contract_parser(commands: Any) -> None:

@@ -155,7 +155,9 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     async def add_rule(request: Request) -> Response:
         service = service_of(request)
         try:
-            body = checked_rule(await json_of(request), service.spec.catalog, validators["rule"])
+            body = checked_rule(
+                await json_of(request), service.spec.catalog, validators["rule"], service.own_media
+            )
         except RuleError as error:
             raise RunbaseError(400, "invalid_request", str(error)) from None
         scope = await account_scope(request)
@@ -316,4 +318,6 @@ def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:
         "width": run.width,
         "height": run.height,
     }
+    if run.media is not None:
+        view["mock"]["media"] = run.media
     return view

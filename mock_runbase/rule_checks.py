@@ -10,6 +10,8 @@
 - ``match.key`` can be a key (``sk-``); ``prompt_regex`` compiles;
 - ``effect`` carries only the parameters its scenario uses;
 - ``times`` and ``every`` are not combined; ``seed`` comes with ``probability``;
+- ``effect.media`` comes with a scenario whose runs succeed, on creates, names a file of
+  ``--media-dir`` the mock can serve (``own_media``), of a kind some matched model makes;
 
 then the ``MockRuleInput`` schema. Each problem is a ``RuleError`` naming the field, the
 value and what is allowed. The control document states the same facts as schema:
@@ -25,8 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mock_runbase.catalog import Catalog, Model
+from mock_runbase.own_media import MediaDirectory, MediaError, kind_of
 from mock_runbase.rules import INPUT_FIELDS, RuleError
-from mock_runbase.scenarios import PARAMS, SCENARIOS
+from mock_runbase.scenarios import PARAMS, SCENARIOS, Params
 
 __all__ = ["RuleError", "checked_rule", "match_branches", "with_match_branches"]
 
@@ -36,16 +39,25 @@ RULE_SCHEMA = ("components", "schemas", "MockRuleInput", "properties", "match")
 Choices = dict[str, list[str] | None]  # input field -> the values a rule may match (None: any)
 
 
-def checked_rule(body: Any, catalog: Catalog, schema: Any) -> dict[str, Any]:
+def checked_rule(
+    body: Any, catalog: Catalog, schema: Any, media: MediaDirectory | None = None
+) -> dict[str, Any]:
     """``body`` if it is a rule the mock can use, else ``RuleError``. ``schema`` is the
     compiled ``MockRuleInput`` of the control document; the checks of meaning run first
-    (their messages say more), skipping what has the wrong type, which the schema then names."""
+    (their messages say more), skipping what has the wrong type, which the schema then names.
+    ``media`` is ``--media-dir`` (None: none), where ``effect.media`` must name a file."""
     if isinstance(body, dict):
         check_meaning(body, catalog)
     problem = next(iter(schema.iter_errors(body)), None)
     if problem is not None:
         raise RuleError(".".join(str(part) for part in problem.instance_path), problem.message)
     checked: dict[str, Any] = body
+    name = checked["effect"].get("media")
+    if name is not None:
+        try:
+            (media or MediaDirectory(None)).file(name)
+        except MediaError as error:
+            raise RuleError("effect.media", str(error)) from None
     return checked
 
 
@@ -54,6 +66,7 @@ def check_meaning(body: Mapping[str, Any], catalog: Catalog) -> None:
     match = match if isinstance(match, dict) else {}
     effect = body.get("effect")
     check_effect(effect if isinstance(effect, dict) else {}, match)
+    check_media(effect if isinstance(effect, dict) else {}, match, catalog)
     check_poll_match(match)
     key = match.get("key")
     if isinstance(key, str) and not key.startswith(KEY_PREFIX):
@@ -89,6 +102,55 @@ def check_effect(effect: Mapping[str, Any], match: Mapping[str, Any]) -> None:
         raise RuleError(
             "match.endpoint", f"{name} applies to creates only, never to a poll: use create or any"
         )
+
+
+def check_media(effect: Mapping[str, Any], match: Mapping[str, Any], catalog: Catalog) -> None:
+    """What can be told of ``effect.media`` without reading the file (``checked_rule`` then
+    reads it): its scenario makes runs that succeed, on creates, of models of its kind."""
+    name, scenario = effect.get("media"), effect.get("scenario")
+    if not isinstance(name, str) or not isinstance(scenario, str):
+        return
+    if scenario in SCENARIOS and not succeeds(scenario):
+        serving = ", ".join(entry for entry in SCENARIOS if succeeds(entry))
+        raise RuleError(
+            "effect.media",
+            f"{scenario} makes no run that succeeds, so no run would serve {name!r}: "
+            f"use media with {serving}",
+        )
+    if match.get("endpoint") == "get":
+        raise RuleError(
+            "effect.media", "media is the file of a run a create makes: use endpoint create or any"
+        )
+    kind = kind_of(name)
+    model = catalog.models.get(str(match.get("model")))
+    if kind is None:
+        return  # the file check names the extensions served
+    if model is not None and model.kind != kind:
+        raise RuleError(
+            "effect.media",
+            f"{name!r} is {article(kind)} {kind} and {model.id} makes {model.kind}s: "
+            f"give {article(model.kind)} {model.kind} (an image for an image model, an MP4 "
+            "for a video model)",
+        )
+    if model is None and not any(entry.kind == kind for entry in catalog):
+        raise RuleError("effect.media", f"{name!r} is {article(kind)} {kind} and no model of "
+                        f"this mock makes {kind}s, so this rule never matches")  # fmt: skip
+
+
+def succeeds(scenario: str) -> bool:
+    """Whether the runs of ``scenario`` end ``succeeded`` (and so serve a file)."""
+    effect = SCENARIOS[scenario].build(Params())
+    return (
+        "create" in SCENARIOS[scenario].endpoints
+        and effect.outcome == "succeeded"
+        and not effect.never_finishes
+        and effect.http_error is None
+        and not effect.drop
+    )
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def check_poll_match(match: Mapping[str, Any]) -> None:

@@ -25,6 +25,7 @@ from mock_runbase.settings import (
     AtLeastOne,
     ClockKind,
     CorsOrigins,
+    ExistingDirectory,
     ExistingFile,
     MockSettings,
     PublicUrl,
@@ -85,6 +86,7 @@ class ServeOptions(BaseSettings):
     cors: Annotated[CorsOrigins, NoDecode] | None = None  # a comma list, not JSON
     log_level: LogLevel = "info"
     replay: ExistingFile | None = None
+    media_dir: ExistingDirectory | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -116,6 +118,7 @@ class ServeOptions(BaseSettings):
             store_prefix=self.store_prefix,
             run_ttl_s=self.run_ttl,
             cors=self.cors,
+            media_dir=self.media_dir,
         )
 
 

@@ -8,8 +8,10 @@ limiter's window and the rules' match counters aside, as with any real limiter).
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, NamedTuple
 
 import anyio
@@ -37,6 +39,7 @@ from mock_runbase.errors import ConnectionDropped, RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
+from mock_runbase.own_media import MediaDirectory, MediaError, MediaFile
 from mock_runbase.ratelimit import retry_after_header
 from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
@@ -56,7 +59,7 @@ from mock_runbase.spec import Spec
 from mock_runbase.store import Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 
-__all__ = ["Caller", "Created", "Polled", "RunbaseService"]
+__all__ = ["Caller", "Created", "Media", "Polled", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
 MAX_NAMES_SHOWN = 20
@@ -104,8 +107,9 @@ class RunbaseService:
         self.clock = clock
         self.store = store
         self.settings = settings
+        self.own_media = MediaDirectory(settings.media_dir)
         self.config = (
-            load_config(settings.config, rule_checker(control, spec.catalog))
+            load_config(settings.config, rule_checker(control, spec.catalog, self.own_media))
             if settings.config
             else EMPTY
         )
@@ -175,7 +179,10 @@ class RunbaseService:
         request = parse_create_request(self.spec, body)
         choice = requested_scenario(scenario_header, request.input.get("prompt"), "create")
         try:
-            context = RuleContext("create", key.key, key.account, request.model.id, request.input)
+            model = request.model
+            context = RuleContext(
+                "create", key.key, key.account, model.id, request.input, model.kind
+            )
             choice = await self.ruled(choice, rules, context)
             run = await self.new_run(caller, request, choice)
         except RunbaseError as error:
@@ -191,6 +198,10 @@ class RunbaseService:
         profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
         pending_ms, processing_ms = plan_timing(profile, seed, effect.slowdown)
         width, height = request.model.output_size(request.input)
+        extension = request.model.file_extension
+        if choice.media is not None:
+            own = await self.own_file(choice.media, 500, "internal_error")
+            width, height, extension = own.width, own.height, own.extension
         run = Run(
             id="run_" + new_token(),
             account=key.account,
@@ -205,9 +216,10 @@ class RunbaseService:
             error=effect.error,
             width=width,
             height=height,
-            file_name=f"{new_token(20)}.{request.model.file_extension}",
+            file_name=f"{new_token(20)}.{extension}",
             image_seed=seed,
             scenario=choice.name,
+            media=choice.media,
         )
         account = caller.snapshot.directory.account(key.account)
         await self.store.create_run(run, key, account, now)
@@ -233,7 +245,9 @@ class RunbaseService:
     async def ruled(self, choice: Choice, rules: list[Rule], context: RuleContext) -> Choice:
         """The request's own choice, unless a rule fires (and counts its match)."""
         rule = await self.store.first_firing(rules, context) if rules else None
-        return choice if rule is None else choice.ruled_by(rule.id, rule.scenario, rule.params)
+        if rule is None:
+            return choice
+        return choice.ruled_by(rule.id, rule.scenario, rule.params, rule.media)
 
     async def apply_to_exchange(self, effect: Effect) -> None:
         """The parts of an effect that touch the HTTP exchange: delay, drop, an error."""
@@ -244,20 +258,36 @@ class RunbaseService:
         if effect.http_error is not None:
             raise effect.http_error
 
-    async def media(self, file_name: str) -> tuple[Run, bytes]:
+    async def media(self, file_name: str) -> Media:
         """The file of a succeeded run (PNG or MP4), rendered once in a worker thread, so a
-        render never blocks the event loop, then served from the cache."""
+        render never blocks the event loop, then served from the cache; or the file of
+        ``--media-dir`` its rule named, read the same way."""
         run = await self.store.get_run_by_file(file_name)
         if run is None or status_at(run, await self.clock.now()) != "succeeded":
             raise RunbaseError(404, "file_not_found", "File not found")
-        cache_key = media_cache_key(run)
+        if run.media is not None:
+            own = await self.own_file(run.media, 404, "file_not_found")
+            render: Callable[[], bytes] = own.path.read_bytes
+            cache_key = own.cache_key
+            etag = hashlib.blake2b(cache_key.encode(), digest_size=12).hexdigest()
+        else:
+            model = self.spec.catalog.get(run.model)
+            cache_key = etag = media_cache_key(run)
+            render = partial(render_run, run, model)
         cached = self.media_cache.get(cache_key)
         if cached is None:
-            model = self.spec.catalog.get(run.model)
             cached = await anyio.to_thread.run_sync(
-                lambda: self.media_cache.get_or_render(cache_key, lambda: render_run(run, model))
+                lambda: self.media_cache.get_or_render(cache_key, render)
             )
-        return run, cached
+        return Media(run, cached, f'"{etag}"')
+
+    async def own_file(self, name: str, status: int, code: str) -> MediaFile:
+        """A file of ``--media-dir`` (probed in a worker thread: it may read a video), or the
+        error ``status``/``code`` if it went missing or changed kind since its rule was added."""
+        try:
+            return await anyio.to_thread.run_sync(self.own_media.file, name)
+        except MediaError as error:
+            raise RunbaseError(status, code, f"effect.media of the rule: {error}") from None
 
     # --- accounts -------------------------------------------------------------------------------
 
@@ -394,6 +424,14 @@ def unknown_account(name: str, known: list[str]) -> str:
         f"/_mock/accounts/{{account}}, or made by an undeclared key's first run. "
         f"Known: {shown}{more}"
     )
+
+
+class Media(NamedTuple):
+    """A run's file as served: its bytes and their entity tag."""
+
+    run: Run
+    content: bytes
+    etag: str
 
 
 def media_cache_key(run: Run) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "AtLeastOne",
     "ClockKind",
     "CorsOrigins",
+    "ExistingDirectory",
     "ExistingFile",
     "MicroUsd",
     "MockSettings",
@@ -109,6 +110,13 @@ def existing_file(value: Path) -> Path:
     return value
 
 
+def existing_directory(value: Path) -> Path:
+    if not value.is_dir():
+        problem = "a file, not a directory" if value.exists() else "no such directory"
+        raise PydanticCustomError("directory", problem)
+    return value
+
+
 def cors_origins(value: Any) -> Any:
     """``*``, or origins separated by commas: ``http://localhost:3000,https://app.test``."""
     origins = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
@@ -134,6 +142,7 @@ StorePrefix = Annotated[str, AfterValidator(store_prefix)]
 RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
 PublicUrl = Annotated[str, AfterValidator(public_url)]
 ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+ExistingDirectory = Annotated[Path, AfterValidator(existing_directory)]
 CorsOrigins = Annotated[tuple[str, ...], BeforeValidator(cors_origins), Field(min_length=1)]
 
 
@@ -171,6 +180,7 @@ class MockSettings:
     store_prefix: StorePrefix | None = None  # Redis key namespace (None: the store's default)
     cors: CorsOrigins | None = None  # origins a browser may call from (None: no CORS headers)
     run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
+    media_dir: ExistingDirectory | None = None  # files a rule's effect.media serves
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:

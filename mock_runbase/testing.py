@@ -196,10 +196,12 @@ class RunbaseMock:
         code: str | None = None,
         message: str | None = None,
         ms: int | None = None,
+        media: str | None = None,
         **match: str,
     ) -> dict[str, Any]:
-        """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``."""
-        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms}
+        """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``;
+        ``add_rule("succeed", media="cat.png")``: its runs serve that file of ``media_dir``."""
+        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms, "media": media}
         body = {
             "match": match,
             "effect": {k: v for k, v in effect.items() if v is not None},

@@ -51,6 +51,7 @@ BAD_VALUES = {
     "no_rate_limit": ("perhaps", ["valid boolean"]),
     "strict_keys": ("perhaps", ["valid boolean"]),
     "cors": ("localhost:3000", ["not an origin", "scheme://host[:port]"]),
+    "media_dir": ("/nowhere/media", ["no such directory"]),
 }
 
 
