@@ -17,6 +17,7 @@ from PIL import Image
 from mock_runbase.cli import main
 from mock_runbase.media.video import render_mp4
 from mock_runbase.own_media import MediaDirectory, MediaError
+from mock_runbase.startup import media_line
 from tests.conftest import KEY, Mock, MockFactory
 
 VIDEO_MODEL = "bytedance/seedance-1-lite"
@@ -321,3 +322,7 @@ def test_a_key_of_the_test_account_sees_its_media_runs_only(mock: Mock) -> None:
     mock.advance(60)
     url = mock.get(other.json()["id"], key="sk-test-someone-else").json()["output"]["urls"][0]
     assert url.endswith(".png") and "x-mock-media" not in mock.client.get(url).headers
+
+
+def test_the_start_up_summary_counts_the_files_a_rule_may_name(media_dir: Path) -> None:
+    assert media_line(media_dir) == f"{media_dir} (4 image, 2 video for rules' effect.media)"
