@@ -312,10 +312,13 @@ def rule_checker(
 def schema_problem(
     schema: Mapping[str, Any], validator: Any, rule: Mapping[str, Any]
 ) -> RuleProblem | None:
-    """The first way ``rule`` breaks the schema, with a "did you mean" for a misspelled key."""
-    error = next(iter(validator.iter_errors(rule)), None)
-    if error is None:
+    """The first way ``rule`` breaks the schema, with a "did you mean" for a misspelled key
+    (looked for among all the ways: a misspelled ``probability`` also leaves ``seed``
+    without it, and the misspelling is the one to tell)."""
+    errors = list(validator.iter_errors(rule))
+    if not errors:
         return None
+    error = next((e for e in errors if getattr(e.kind, "unexpected", None)), errors[0])
     unexpected = getattr(error.kind, "unexpected", None)
     if unexpected:
         node: Any = schema
