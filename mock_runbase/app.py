@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -43,8 +43,11 @@ from mock_runbase.own_media import MEDIA_TYPES
 from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
-from mock_runbase.spec import load_spec
+from mock_runbase.spec import Spec, load_spec
 from mock_runbase.store import MemoryStore, Store
+
+if TYPE_CHECKING:
+    from mock_runbase.replay import ReplayApp
 
 __all__ = ["create_app"]
 
@@ -116,14 +119,19 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         exception_handlers=exception_handlers,
         lifespan=closing(store),
     )
+    api: ASGIApp = HotRoutes(
+        prefixes=API_PREFIXES,
+        create=create_run,
+        poll=get_run,
+        exception_handlers=exception_handlers,
+        fallback=app.starlette,
+    )
+    if settings.replay is not None:
+        app.replay = replaying(api, settings, spec)
+        service.on_reset.append(app.replay.rewind)
+        api = app.replay
     app.entry = JournalMiddleware(
-        HotRoutes(
-            prefixes=API_PREFIXES,
-            create=create_run,
-            poll=get_run,
-            exception_handlers=exception_handlers,
-            fallback=app.starlette,
-        ),
+        api,
         clock=lambda: service.clock,
         record=store.record,
         account_of=lambda header: service.last_directory.account_of(header),
@@ -131,6 +139,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     if settings.cors:
         app.entry = cors(app.entry, settings.cors)
     app.state.service = app.service = service
+    app.state.replay = app.replay
     app.worker = str(os.getpid()) if store.shared else None
     log.info(
         "mock ready: %d models, timing %s, %s clock, %s store",
@@ -165,6 +174,19 @@ def cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
+
+
+def replaying(api: ASGIApp, settings: MockSettings, spec: Spec) -> ReplayApp:
+    """``--replay``: the cassette's answers in front of the API, inside the journal."""
+    from mock_runbase.cassette import Cassette
+    from mock_runbase.replay import ReplayApp
+
+    assert settings.replay is not None
+    try:
+        cassette = Cassette.load(settings.replay)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"--replay {settings.replay}: {error}") from None
+    return ReplayApp(api, cassette, spec, strict=settings.replay_strict)
 
 
 def make_store(settings: MockSettings) -> Store:
@@ -213,6 +235,7 @@ class MockApp(Starlette):
     service: RunbaseService
     entry: ASGIApp
     worker: str | None = None
+    replay: ReplayApp | None = None  # --replay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service

@@ -35,6 +35,7 @@ from mock_runbase.settings import (
     StorePrefix,
     StoreUrl,
     TimingName,
+    replay_strict_problem,
     store_prefix_problem,
 )
 
@@ -86,6 +87,7 @@ class ServeOptions(BaseSettings):
     cors: Annotated[CorsOrigins, NoDecode] | None = None  # a comma list, not JSON
     log_level: LogLevel = "info"
     replay: ExistingFile | None = None
+    replay_strict: bool = False
     media_dir: ExistingDirectory | None = None
 
     @classmethod
@@ -119,6 +121,8 @@ class ServeOptions(BaseSettings):
             run_ttl_s=self.run_ttl,
             cors=self.cors,
             media_dir=self.media_dir,
+            replay=self.replay,
+            replay_strict=self.replay_strict,
         )
 
 
@@ -204,6 +208,11 @@ def conflicts(options: ServeOptions, sources: Sources) -> list[str]:
             f"{sources.label('workers')} needs a shared store: with the in-memory store each "
             "worker would have its own runs, balances and rate limits. "
             "Add --store redis://host:port/db (or MOCK_RUNBASE_STORE)."
+        )
+    if replay_strict_problem(options.replay, options.replay_strict):
+        problems.append(
+            f"{sources.label('replay_strict')} answers only what a cassette recorded: "
+            "add --replay FILE (or MOCK_RUNBASE_REPLAY)"
         )
     if options.workers > 1 and options.replay is not None:
         problems.append(f"{sources.label('replay')} serves one process; drop --workers")

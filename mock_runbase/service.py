@@ -119,6 +119,7 @@ class RunbaseService:
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
+        self.on_reset: list[Callable[[], None]] = []  # what a global reset also rewinds
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -394,11 +395,14 @@ class RunbaseService:
         return moved
 
     async def reset(self, account: str | None = None) -> None:
-        """One account's runs, journal, rules and charges; or everything, config re-read."""
+        """One account's runs, journal, rules and charges; or everything, config re-read
+        (and a replayed cassette back to its start)."""
         await self.store.reset(account)
         if account is not None:
             return
         self.base_directory = self.configured_directory()
+        for rewind in self.on_reset:
+            rewind()
         self.started = False
         await self.start()
         if isinstance(self.clock, SettableClock):

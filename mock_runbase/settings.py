@@ -39,6 +39,7 @@ __all__ = [
     "StorePrefix",
     "StoreUrl",
     "TimingName",
+    "replay_strict_problem",
     "store_prefix_problem",
 ]
 
@@ -159,6 +160,12 @@ def store_prefix_problem(store: str, prefix: str | None) -> str | None:
     return None
 
 
+def replay_strict_problem(replay: Path | None, strict: bool) -> str | None:
+    if strict and replay is None:
+        return "strict replay needs a cassette to replay: add --replay FILE"
+    return None
+
+
 @dataclass(frozen=True, config=ConfigDict(arbitrary_types_allowed=True))
 class MockSettings:
     timing: TimingName = "realistic"
@@ -181,10 +188,15 @@ class MockSettings:
     cors: CorsOrigins | None = None  # origins a browser may call from (None: no CORS headers)
     run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
     media_dir: ExistingDirectory | None = None  # files a rule's effect.media serves
+    replay: ExistingFile | None = None  # a cassette (proxy --record) whose answers are given
+    replay_strict: bool = False  # a request the cassette does not hold: 501, not the mock
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:
         problem = store_prefix_problem(self.store, self.store_prefix)
         if problem:
             raise ValueError(f"store_prefix: {problem}")
+        problem = replay_strict_problem(self.replay, self.replay_strict)
+        if problem:
+            raise ValueError(f"replay_strict: {problem}")
         return self
