@@ -39,7 +39,7 @@ from mock_runbase.journal import (
     note_answer,
     note_run,
 )
-from mock_runbase.own_media import MEDIA_TYPES
+from mock_runbase.own_media import MEDIA_TYPES, MediaDirectory
 from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -85,11 +85,12 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
     spec = load_spec(settings.spec, models=settings.models)
-    control = load_control_spec(spec)
+    own_media = MediaDirectory(settings.media_dir, listed=True)
+    control = load_control_spec(spec, media_names=own_media.listed or ())
     store = make_store(settings)
     clock = clock or make_clock(settings, store)
     service = RunbaseService(
-        spec=spec, control=control, settings=settings, clock=clock, store=store
+        spec=spec, control=control, settings=settings, clock=clock, store=store, own_media=own_media
     )
     routes: list[BaseRoute] = []
     for prefix in API_PREFIXES:

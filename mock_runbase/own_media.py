@@ -3,7 +3,8 @@
 A name is a path relative to the directory (``cat.png``, ``pets/cat.png``); anything that
 leads outside it (``../x``, an absolute path, a symbolic link out) is refused, like a missing
 file, a kind of file the mock does not serve, or a file that is not what its name says (read
-with Pillow for images, PyAV for videos). A file is read when a rule names it and again
+with Pillow for images, PyAV for videos); the mock's rules name the files the directory held
+when it started (its control document lists them). A file is read when a rule names it and again
 whenever it changes (its size or modification time): a run reports the size the file had
 when the run was created, and its download serves the file's bytes as they are.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -66,12 +68,14 @@ class MediaFile:
 
 class MediaDirectory:
     """``--media-dir`` (``root`` None: none given), and what its files are, read once per
-    version of each file."""
+    version of each file. ``listed``: only the files it held when made may be named (the
+    mock's, whose control document lists them)."""
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, listed: bool = False) -> None:
         self.root = root.resolve() if root is not None else None
         self._known: dict[str, MediaFile] = {}
         self._lock = threading.Lock()  # files are probed in worker threads
+        self.listed = tuple(self.names()) if listed else None
 
     def file(self, name: str) -> MediaFile:
         """The file ``name`` names, probed (or as probed before, if unchanged)."""
@@ -82,6 +86,8 @@ class MediaDirectory:
             raise MediaError(self.missing(name)) from None
         if not path.is_file():
             raise MediaError(f"{name!r} is a directory in --media-dir {self.root}, not a file")
+        if self.listed is not None and name not in self.listed:
+            raise MediaError(self.unlisted(name))
         version = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
             known = self._known.get(name)
@@ -115,11 +121,14 @@ class MediaDirectory:
         )
 
     def missing(self, name: str) -> str:
-        assert self.root is not None
-        names = self.names()
-        shown = ", ".join(names[:MAX_NAMES_SHOWN]) or f"no {ALLOWED} file"
-        more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
-        return f"no file {name!r} in --media-dir {self.root} (it has {shown}{more})"
+        return f"no file {name!r} in --media-dir {self.root} (it has {listing(self.names())})"
+
+    def unlisted(self, name: str) -> str:
+        return (
+            f"{name!r} is not one of the files --media-dir {self.root} held when the mock "
+            f"started ({listing(self.listed or ())}), which the served control document lists: "
+            "name one of them, or restart the mock to serve a file added since"
+        )
 
     def names(self) -> list[str]:
         """The files the mock could serve, by their names relative to the directory."""
@@ -132,6 +141,12 @@ class MediaDirectory:
                 if kind_of(relative) is not None:
                     found.append(relative)
         return sorted(found)
+
+
+def listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_SHOWN]) or f"no {ALLOWED} file"
+    more = f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
+    return shown + more
 
 
 def probe(name: str, path: Path, version: tuple[int, int]) -> MediaFile:

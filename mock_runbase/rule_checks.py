@@ -16,7 +16,8 @@
 then the ``MockRuleInput`` schema. Each problem is a ``RuleError`` naming the field, the
 value and what is allowed. The control document states the same facts as schema:
 ``match_branches`` gives ``match`` one ``anyOf`` branch per model of the catalog (the file
-holds the packaged catalog's, the document served is rebuilt from the served one).
+holds the packaged catalog's, the document served is rebuilt from the served one), and
+``with_media_names`` gives ``effect.media`` the names of ``--media-dir`` (the file: none).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from mock_runbase.own_media import MediaDirectory, MediaError, kind_of
 from mock_runbase.rules import INPUT_FIELDS, RuleError
 from mock_runbase.scenarios import PARAMS, SCENARIOS, Params
 
-__all__ = ["RuleError", "checked_rule", "match_branches", "with_match_branches"]
+__all__ = [
+    "RuleError",
+    "checked_rule",
+    "match_branches",
+    "with_match_branches",
+    "with_media_names",
+]
 
 KEY_PREFIX = "sk-"
 CREATE_ONLY_MATCH = ("model", *INPUT_FIELDS, "prompt_regex")
@@ -48,16 +55,17 @@ def checked_rule(
     ``media`` is ``--media-dir`` (None: none), where ``effect.media`` must name a file."""
     if isinstance(body, dict):
         check_meaning(body, catalog)
+        effect = body.get("effect")
+        name = effect.get("media") if isinstance(effect, dict) else None
+        if isinstance(name, str) and name:
+            try:
+                (media or MediaDirectory(None)).file(name)
+            except MediaError as error:
+                raise RuleError("effect.media", str(error)) from None
     problem = next(iter(schema.iter_errors(body)), None)
     if problem is not None:
         raise RuleError(".".join(str(part) for part in problem.instance_path), problem.message)
     checked: dict[str, Any] = body
-    name = checked["effect"].get("media")
-    if name is not None:
-        try:
-            (media or MediaDirectory(None)).file(name)
-        except MediaError as error:
-            raise RuleError("effect.media", str(error)) from None
     return checked
 
 
@@ -252,6 +260,35 @@ def field_schema(choices: Choices, name: str) -> Any:
         return False  # the model has no such input
     values = choices[name]
     return {"type": "string"} if values is None else {"enum": values}
+
+
+def with_media_names(
+    document: dict[str, Any], catalog: Catalog, names: list[str]
+) -> dict[str, Any]:
+    """The control document, ``effect.media`` the ``names`` of ``--media-dir`` of a kind some
+    model of ``catalog`` makes, each kind with those models only (in place). Without any,
+    the document keeps accepting no name."""
+    rule = document["components"]["schemas"]["MockRuleInput"]
+    models: dict[str, list[str]] = {}
+    for model in catalog:
+        models.setdefault(model.kind, []).append(model.id)
+    usable = [name for name in names if kind_of(name) in models]
+    if not usable:
+        return document
+    media = rule["properties"]["effect"]["properties"]["media"]
+    media.pop("not", None)
+    media["enum"] = usable
+    for kind, ids in models.items():
+        of_kind = [name for name in usable if kind_of(name) == kind]
+        if of_kind:
+            effect = {"required": ["media"], "properties": {"media": {"enum": of_kind}}}
+            rule.setdefault("allOf", []).append(
+                {
+                    "if": {"required": ["effect"], "properties": {"effect": effect}},
+                    "then": {"properties": {"match": {"properties": {"model": {"enum": ids}}}}},
+                }
+            )
+    return document
 
 
 def with_match_branches(document: dict[str, Any], catalog: Catalog) -> dict[str, Any]:

@@ -101,13 +101,14 @@ class RunbaseService:
         settings: MockSettings,
         clock: Clock,
         store: Store,
+        own_media: MediaDirectory | None = None,
     ) -> None:
         self.spec = spec
         self.control = control
         self.clock = clock
         self.store = store
         self.settings = settings
-        self.own_media = MediaDirectory(settings.media_dir)
+        self.own_media = own_media or MediaDirectory(settings.media_dir, listed=True)
         self.config = (
             load_config(settings.config, rule_checker(control, spec.catalog, self.own_media))
             if settings.config

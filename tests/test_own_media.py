@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from starlette.testclient import TestClient
 
+from mock_runbase.app import create_app
 from mock_runbase.cli import main
 from mock_runbase.media.video import render_mp4
 from mock_runbase.own_media import MediaDirectory, MediaError
+from mock_runbase.scenarios import SCENARIOS
+from mock_runbase.settings import MockSettings
+from mock_runbase.spec import compile_pointer
 from mock_runbase.startup import media_line
 from tests.conftest import KEY, Mock, MockFactory
 
@@ -239,7 +245,7 @@ def test_a_name_is_served_only_if_it_is_a_file_inside_the_directory(
         return
     assert found.path.is_file() and found.path.is_relative_to(inside)
     assert found.path == (inside / name).resolve()
-    assert not absolute and ".." not in pieces and separator == "/"
+    assert not absolute and ".." not in pieces and "\\" not in name
 
 
 # --- the config file, the command line, the plugin ----------------------------------------------
@@ -326,3 +332,74 @@ def test_a_key_of_the_test_account_sees_its_media_runs_only(mock: Mock) -> None:
 
 def test_the_start_up_summary_counts_the_files_a_rule_may_name(media_dir: Path) -> None:
     assert media_line(media_dir) == f"{media_dir} (4 image, 2 video for rules' effect.media)"
+
+
+# --- the control document: what a rule may name -------------------------------------------------
+
+
+def test_the_served_document_lists_the_files_a_rule_may_name(
+    make_mock: MockFactory, media_dir: Path
+) -> None:
+    def media_schema(mock: Mock) -> dict[str, Any]:
+        document = mock.client.get("/_mock/openapi.json").json()
+        rule = document["components"]["schemas"]["MockRuleInput"]
+        schema: dict[str, Any] = rule["properties"]["effect"]["properties"]["media"]
+        return schema
+
+    assert media_schema(make_mock())["not"] == {}  # without --media-dir, no name is valid
+    served = media_schema(make_mock(media_dir=media_dir))
+    assert "not" not in served
+    assert served["enum"] == ["broken.mp4", "cat.png", "clip.mp4", "fake.png", "pets/dog.webp",
+                              "photo.jpg"]  # fmt: skip
+
+
+def test_a_file_added_after_start_is_refused_naming_the_files_it_started_with(
+    mock: Mock, media_dir: Path
+) -> None:
+    (media_dir / "late.png").write_bytes(image_bytes((4, 4), "PNG"))
+    response = add_rule(mock, "late.png")
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message == (
+        f"effect.media: 'late.png' is not one of the files --media-dir {media_dir.resolve()} "
+        "held when the mock started (broken.mp4, cat.png, clip.mp4, fake.png, pets/dog.webp, "
+        "photo.jpg), which the served control document lists: name one of them, or restart "
+        "the mock to serve a file added since"
+    )
+
+
+CLEAN_MEDIA = Path(tempfile.mkdtemp(prefix="mock-runbase-media-"))
+(CLEAN_MEDIA / "cat.png").write_bytes(image_bytes((64, 48), "PNG"))
+(CLEAN_MEDIA / "clip.mp4").write_bytes(
+    render_mp4(width=64, height=48, duration_s=1, fps=2, audio=False, title_lines=[], seed=1)
+)
+CLEAN_APP = TestClient(
+    create_app(MockSettings(clock="virtual", rate_limit=None, media_dir=CLEAN_MEDIA))
+)
+SERVED_RULE = compile_pointer(
+    CLEAN_APP.get("/_mock/openapi.json").json(), "#/components/schemas/MockRuleInput"
+)
+
+
+@settings(max_examples=150)
+@given(
+    media=st.sampled_from(["cat.png", "clip.mp4", "dog.png"]),
+    model=st.sampled_from([None, IMAGE_MODEL, VIDEO_MODEL]),
+    scenario=st.sampled_from(sorted(SCENARIOS)),
+    endpoint=st.sampled_from([None, "create", "get", "any"]),
+)
+def test_the_served_document_accepts_exactly_the_media_rules_the_mock_adds(
+    media: str, model: str | None, scenario: str, endpoint: str | None
+) -> None:
+    """What the served document says of ``effect.media`` (its files, each kind with its models,
+    the scenarios and endpoints) is what the rule checks do, rule for rule. (schemathesis
+    cannot generate from a document whose directory holds both kinds: two ``if`` on one
+    field are beyond it.)"""
+    match = {name: value for name, value in (("model", model), ("endpoint", endpoint)) if value}
+    body = {"match": match, "effect": {"scenario": scenario, "media": media}}
+    response = CLEAN_APP.post("/_mock/rules", json=body)
+    assert (response.status_code == 201) == SERVED_RULE.is_valid(body), response.text
+    if response.status_code == 201:
+        CLEAN_APP.delete(f"/_mock/rules/{response.json()['id']}")
+    else:
+        assert response.json()["error"]["message"].startswith(("effect.", "match.")), response.text
