@@ -10,7 +10,8 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -30,13 +31,23 @@ from mock_runbase.dashboard import dashboard_routes
 from mock_runbase.docs import docs_routes
 from mock_runbase.errors import RunbaseError, error_body
 from mock_runbase.hot_routes import HotRoutes
-from mock_runbase.journal import JournalMiddleware, last_header, note_account, note_answer
-from mock_runbase.runs import FILES_PATH, Run, created_view, file_path, run_view
-from mock_runbase.service import RunbaseService, media_cache_key
+from mock_runbase.journal import (
+    JournalMiddleware,
+    last_header,
+    note_account,
+    note_answer,
+    note_run,
+)
+from mock_runbase.own_media import MEDIA_TYPES, MediaDirectory
+from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
+from mock_runbase.service import RunbaseService, ServedFile
 from mock_runbase.settings import MockSettings
-from mock_runbase.spec import load_spec
+from mock_runbase.spec import Spec, load_spec
 from mock_runbase.store import MemoryStore, Store
 from mock_runbase.wire_faults import BrokenAnswer, BrokenConnection, break_connection
+
+if TYPE_CHECKING:
+    from mock_runbase.replay import ReplayApp
 
 __all__ = ["create_app"]
 
@@ -44,6 +55,7 @@ log = logging.getLogger("mock_runbase")
 
 API_PREFIXES = ("/v1", "/api/v1")
 HEALTH_PATH = "/healthz"
+MEDIA_HEADER = "X-Mock-Media"  # on a download of a --media-dir file: which one (URL-quoted)
 
 
 class JSONAnswer(Response):
@@ -73,11 +85,12 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
     spec = load_spec(settings.spec, models=settings.models)
-    control = load_control_spec(spec)
+    own_media = MediaDirectory(settings.media_dir, listed=True)
+    control = load_control_spec(spec, media_names=own_media.listed or ())
     store = make_store(settings)
     clock = clock or make_clock(settings, store)
     service = RunbaseService(
-        spec=spec, control=control, settings=settings, clock=clock, store=store
+        spec=spec, control=control, settings=settings, clock=clock, store=store, own_media=own_media
     )
     routes: list[BaseRoute] = []
     for prefix in API_PREFIXES:
@@ -107,14 +120,19 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         exception_handlers=exception_handlers,
         lifespan=closing(store),
     )
+    api: ASGIApp = HotRoutes(
+        prefixes=API_PREFIXES,
+        create=create_run,
+        poll=get_run,
+        exception_handlers=exception_handlers,
+        fallback=app.starlette,
+    )
+    if settings.replay is not None:
+        app.replay = replaying(api, settings, spec)
+        service.on_reset.append(app.replay.rewind)
+        api = app.replay
     app.entry = JournalMiddleware(
-        HotRoutes(
-            prefixes=API_PREFIXES,
-            create=create_run,
-            poll=get_run,
-            exception_handlers=exception_handlers,
-            fallback=app.starlette,
-        ),
+        api,
         clock=lambda: service.clock,
         record=store.record,
         account_of=lambda header: service.last_directory.account_of(header),
@@ -123,6 +141,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     if settings.cors:
         app.entry = cors(app.entry, settings.cors)
     app.state.service = app.service = service
+    app.state.replay = app.replay
     app.worker = str(os.getpid()) if store.shared else None
     log.info(
         "mock ready: %d models, timing %s, %s clock, %s store",
@@ -138,6 +157,7 @@ EXPOSED_HEADERS = [  # what a browser client may read besides the CORS-safeliste
     "Retry-After",
     "X-Mock-Warning",
     "X-Mock-Worker",
+    "X-Mock-Media",
     "Content-Range",
     "Accept-Ranges",
     "Content-Length",
@@ -156,6 +176,19 @@ def cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
+
+
+def replaying(api: ASGIApp, settings: MockSettings, spec: Spec) -> ReplayApp:
+    """``--replay``: the cassette's answers in front of the API, inside the journal."""
+    from mock_runbase.cassette import Cassette
+    from mock_runbase.replay import ReplayApp
+
+    assert settings.replay is not None
+    try:
+        cassette = Cassette.load(settings.replay)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"--replay {settings.replay}: {error}") from None
+    return ReplayApp(api, cassette, spec, strict=settings.replay_strict)
 
 
 def make_store(settings: MockSettings) -> Store:
@@ -204,6 +237,7 @@ class MockApp(Starlette):
     service: RunbaseService
     entry: ASGIApp
     worker: str | None = None
+    replay: ReplayApp | None = None  # --replay
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service
@@ -325,33 +359,33 @@ async def get_run(request: Request) -> Response:
     return broken(json_answer(request, view, headers=headers), polled.answer_fault)
 
 
-MEDIA_TYPES = {"png": "image/png", "mp4": "video/mp4"}
-
-
 async def get_file(request: Request) -> Response:
     """A generated file, like a CDN serves it: ETag, HEAD and single byte ranges."""
     name: str = request.path_params["name"]
     if name.rsplit(".", 1)[-1] not in MEDIA_TYPES:
         raise RunbaseError(404, "file_not_found", "File not found")
     served = await service_of(request).generated_file(name, header(request, b"x-mock-scenario"))
-    return broken(
-        file_answer(request, served.run, served.content, served.warning), served.answer_fault
-    )
+    run = served.media.run
+    note_run(request.scope, run.id, run.model)
+    note_account(request.scope, run.account)  # a download carries no key: its run's account
+    return broken(file_answer(request, served), served.answer_fault)
 
 
-def file_answer(request: Request, run: Run, content: bytes, warning: str | None) -> Response:
-    etag = f'"{media_cache_key(run)}"'
+def file_answer(request: Request, served: ServedFile) -> Response:
+    run, content, etag = served.media
     headers = {
         "ETag": etag,
         "Cache-Control": "public, max-age=31536000, immutable",
         "Accept-Ranges": "bytes",
     }
-    if warning is not None:
-        headers["X-Mock-Warning"] = warning
+    if served.warning is not None:
+        headers["X-Mock-Warning"] = served.warning
+    if run.media is not None:
+        headers[MEDIA_HEADER] = quote(run.media)
     if request.headers.get("if-none-match") == etag:
         kept = {k: v for k, v in headers.items() if k in ("ETag", "X-Mock-Warning")}
         return Response(status_code=304, headers=kept)
-    media_type = MEDIA_TYPES[run.file_name.rsplit(".", 1)[-1]]
+    media_type = MEDIA_TYPES[run.file_name.rsplit(".", 1)[-1]][1]
     wanted = requested_range(request.headers.get("range"), len(content))
     status = 200
     if wanted == NOT_SATISFIABLE:

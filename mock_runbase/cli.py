@@ -78,6 +78,12 @@ def add_serve_parser(commands: Any) -> None:
     add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", help="critical, error, warning, info (default), debug or trace")
     add("--replay", help="answer the requests recorded in this cassette (from proxy --record)")
+    add(
+        "--replay-strict",
+        action="store_true",
+        help="with --replay: answer a request the cassette lacks 501 not_recorded, not the mock",
+    )
+    add("--media-dir", help="your own images and videos, for rules' effect.media (default none)")
 
 
 def add_contract_parser(commands: Any) -> None:
@@ -170,15 +176,11 @@ def serve(args: argparse.Namespace) -> int:
         return refuse(str(error))
     served: Any = app
     lines = startup_lines(options, settings, app.state.service)
-    if options.replay is not None:
-        from mock_runbase.cassette import Cassette
-        from mock_runbase.replay import ReplayApp
-
-        try:
-            served = ReplayApp(app, Cassette.load(options.replay), app.state.service.spec)
-        except (ValueError, OSError) as error:
-            return refuse(f"--replay {options.replay}: {error}")
-        lines.insert(-4, f"  replay:     {len(served)} recorded exchanges from {options.replay}")
+    replay = app.state.replay
+    if replay is not None:
+        strictly = "; anything else 501 not_recorded" if settings.replay_strict else ""
+        held = f"{len(replay)} recorded exchanges from {options.replay}{strictly}"
+        lines.insert(-4, f"  replay:     {held}")
     freeze_startup_objects()
     if options.workers > 1:
         lines.insert(-4, f"  workers:    {options.workers}, sharing the store")

@@ -43,6 +43,7 @@ from mock_runbase.accounts import (
 )
 from mock_runbase.catalog import Catalog
 from mock_runbase.control_spec import ControlSpec
+from mock_runbase.own_media import MediaDirectory
 from mock_runbase.rule_checks import RuleError, checked_rule
 
 __all__ = [
@@ -288,9 +289,12 @@ def duplicate_keys(config: ConfigFile) -> list[str]:
     return problems
 
 
-def rule_checker(control: ControlSpec, catalog: Catalog) -> RuleCheck:
+def rule_checker(
+    control: ControlSpec, catalog: Catalog, media: MediaDirectory | None = None
+) -> RuleCheck:
     """Why a rule of the file cannot be added, as ``POST /_mock/rules`` would say
-    (``rule_checks.checked_rule``), a misspelled key with the closest known one."""
+    (``rule_checks.checked_rule``; ``media`` is ``--media-dir``), a misspelled key with the
+    closest known one."""
     schema = control.document["components"]["schemas"]["MockRuleInput"]
     validator = control.compile("#/components/schemas/MockRuleInput")
 
@@ -299,7 +303,7 @@ def rule_checker(control: ControlSpec, catalog: Catalog) -> RuleCheck:
         if misspelled is not None:
             return misspelled
         try:
-            checked_rule(rule, catalog, validator)
+            checked_rule(rule, catalog, validator, media)
         except RuleError as error:
             return RuleProblem(error.field.split(".") if error.field else [], error.message)
         return None

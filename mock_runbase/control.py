@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mock_runbase.clock import SettableClock, format_ms, parse_timestamp
 from mock_runbase.errors import RunbaseError, error_body
-from mock_runbase.journal_records import JournalFilter
+from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.model_views import catalog_view
 from mock_runbase.rule_checks import RuleError, checked_rule
 from mock_runbase.runs import file_path, run_view, status_at
@@ -155,7 +155,9 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     async def add_rule(request: Request) -> Response:
         service = service_of(request)
         try:
-            body = checked_rule(await json_of(request), service.spec.catalog, validators["rule"])
+            body = checked_rule(
+                await json_of(request), service.spec.catalog, validators["rule"], service.own_media
+            )
         except RuleError as error:
             raise RunbaseError(400, "invalid_request", str(error)) from None
         scope = await account_scope(request)
@@ -176,10 +178,15 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
             raise RunbaseError(404, "rule_not_found", f"No rule {rule_id!r} in this scope")
         return json({"deleted": deleted})
 
-    async def requests(request: Request) -> Response:
+    async def journal_of(request: Request) -> list[JournalEntry]:
         selection = JournalFilter.from_query(query_of(request), await account_scope(request))
-        entries = await service_of(request).store.journal(selection)
-        return json({"requests": [entry.view() for entry in entries]})
+        return await service_of(request).store.journal(selection)
+
+    async def requests(request: Request) -> Response:
+        return json({"requests": [entry.view() for entry in await journal_of(request)]})
+
+    async def count_requests(request: Request) -> Response:
+        return json({"count": len(await journal_of(request))})
 
     async def clear_requests(request: Request) -> Response:
         query_of(request)  # no filter here: a `status=` that only seemed to apply is a 400
@@ -232,6 +239,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         route(f"{PREFIX}/rules", GET=list_rules, POST=add_rule, DELETE=delete_rules),
         Route(f"{PREFIX}/rules/{{rule_id:str}}", delete_rules, methods=["DELETE"]),
         route(f"{PREFIX}/requests", GET=requests, DELETE=clear_requests),
+        Route(f"{PREFIX}/requests/count", count_requests, methods=["GET"]),
         Route(f"{PREFIX}/runs", runs, methods=["GET"]),
         Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
     ]
@@ -310,4 +318,6 @@ def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:
         "width": run.width,
         "height": run.height,
     }
+    if run.media is not None:
+        view["mock"]["media"] = run.media
     return view

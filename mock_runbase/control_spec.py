@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -24,7 +24,7 @@ import yaml
 
 from mock_runbase.catalog import resolve_ref
 from mock_runbase.errors import RunbaseError
-from mock_runbase.rule_checks import with_match_branches
+from mock_runbase.rule_checks import with_match_branches, with_media_names
 from mock_runbase.spec import Spec, compile_pointer, compile_schema, load_spec, packaged_file
 
 __all__ = ["ControlSpec", "QueryCheck", "bundle", "load_control_spec"]
@@ -197,12 +197,17 @@ def default_control_path() -> Path:
     return packaged_file(CONTROL_FILE)
 
 
-def load_control_spec(runbase: Spec | None = None, path: str | Path | None = None) -> ControlSpec:
+def load_control_spec(
+    runbase: Spec | None = None,
+    path: str | Path | None = None,
+    media_names: Sequence[str] = (),
+) -> ControlSpec:
     """The control document bundled with ``runbase`` (default: the packaged Runbase spec),
-    what a rule may match taken from its catalog; the default pair is read once per process."""
-    if path is None and (runbase is None or runbase is load_spec()):
+    what a rule may match taken from its catalog, the files a rule may serve from
+    ``media_names`` (``--media-dir``'s); the default document is read once per process."""
+    if path is None and not media_names and (runbase is None or runbase is load_spec()):
         return _default_control_spec()
-    return _load(Path(path or default_control_path()), runbase or load_spec())
+    return _load(Path(path or default_control_path()), runbase or load_spec(), media_names)
 
 
 @lru_cache(maxsize=1)
@@ -210,9 +215,10 @@ def _default_control_spec() -> ControlSpec:
     return _load(default_control_path(), load_spec())
 
 
-def _load(path: Path, runbase: Spec) -> ControlSpec:
+def _load(path: Path, runbase: Spec, media_names: Sequence[str] = ()) -> ControlSpec:
     document = bundle(yaml.safe_load(path.read_bytes()), runbase.document)
     with_match_branches(document, runbase.catalog)
+    with_media_names(document, runbase.catalog, list(media_names))
     spec = ControlSpec(
         path=path,
         document=document,

@@ -76,7 +76,7 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
         run = await service.store.get_run(run_id)
         if run is None or status_at(run, await service.now()) != "succeeded":
             raise RunbaseError(404, "run_not_found", f"No succeeded run with id {run_id!r}")
-        _, png = await service.media(run.file_name)
+        png = (await service.media(run.file_name)).content
         small = await anyio.to_thread.run_sync(
             lambda: thumbnails.get_or_render(run.file_name, lambda: shrink(png, run.file_name))
         )

@@ -25,7 +25,14 @@ from mock_runbase.journal_records import Exchange
 
 log = logging.getLogger("mock_runbase.journal")
 
-__all__ = ["JournalMiddleware", "last_header", "note_account", "note_answer", "recorded"]
+__all__ = [
+    "JournalMiddleware",
+    "last_header",
+    "note_account",
+    "note_answer",
+    "note_run",
+    "recorded",
+]
 
 MAX_BODY = 64 * 1024
 # The mock's own: the control API and dashboard, the docs and their assets, the health probe,
@@ -57,6 +64,11 @@ def note_answer(scope: Scope, content: Any, size: int) -> None:
         run_id if isinstance(run_id, str) else None,
         model if isinstance(model, str) else None,
     )
+
+
+def note_run(scope: Scope, run_id: str, model: str) -> None:
+    """Tell the journal which run an answer that is not JSON (a run's file) belongs to."""
+    scope[ANSWER_FACTS] = (None, run_id, model)
 
 
 def note_account(scope: Scope, account: str) -> None:

@@ -59,6 +59,9 @@ class JournalFilter:
     path: str | None = None  # a prefix of the path
     status: str | None = None  # see status_matches
     since_ms: int | None = None  # at or after, on the mock's clock
+    method: str | None = None  # any case: ``post`` is POST
+    code: str | None = None  # the error code the answer carried, exactly (``RATE_LIMITED``)
+    run: str | None = None  # a run id: the create that made it, its polls and its file
 
     @classmethod
     def from_query(cls, query: dict[str, Any], account: str | None) -> JournalFilter:
@@ -70,6 +73,9 @@ class JournalFilter:
             path=query.get("path"),
             status=query.get("status"),
             since_ms=None if since is None else ms_at_or_after(since),
+            method=None if query.get("method") is None else str(query["method"]).upper(),
+            code=query.get("code"),
+            run=query.get("run"),
         )
 
     def keeps(self, entry: JournalEntry) -> bool:
@@ -80,6 +86,12 @@ class JournalFilter:
         if self.path is not None and not entry.path.startswith(self.path):
             return False
         if self.status is not None and not status_matches(entry.status, self.status):
+            return False
+        if self.method is not None and entry.method != self.method:
+            return False
+        if self.code is not None and entry.error_code != self.code:
+            return False
+        if self.run is not None and entry.run_id != self.run:
             return False
         return self.since_ms is None or entry.at_ms >= self.since_ms
 

@@ -12,11 +12,14 @@
 - ``match.key`` can be a key (``sk-``); ``prompt_regex`` compiles;
 - ``effect`` carries only the parameters its scenario uses;
 - ``times`` and ``every`` are not combined; ``seed`` comes with ``probability``;
+- ``effect.media`` comes with a scenario whose runs succeed, on creates, names a file of
+  ``--media-dir`` the mock can serve (``own_media``), of a kind some matched model makes;
 
 then the ``MockRuleInput`` schema. Each problem is a ``RuleError`` naming the field, the
 value and what is allowed. The control document states the same facts as schema:
 ``match_branches`` gives ``match`` one ``anyOf`` branch per model of the catalog (the file
-holds the packaged catalog's, the document served is rebuilt from the served one).
+holds the packaged catalog's, the document served is rebuilt from the served one), and
+``with_media_names`` gives ``effect.media`` the names of ``--media-dir`` (the file: none).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mock_runbase.catalog import Catalog, Model
+from mock_runbase.own_media import MediaDirectory, MediaError, kind_of
 from mock_runbase.rules import INPUT_FIELDS, RULE_ENDPOINTS, RuleError
-from mock_runbase.scenarios import PARAMS, SCENARIOS
+from mock_runbase.scenarios import PARAMS, SCENARIOS, Params
 
 __all__ = [
     "RULE_ENDPOINTS",
@@ -37,6 +41,7 @@ __all__ = [
     "match_branches",
     "rule_endpoints",
     "with_match_branches",
+    "with_media_names",
 ]
 
 KEY_PREFIX = "sk-"
@@ -51,12 +56,22 @@ MATCHED = {
 Choices = dict[str, list[str] | None]  # input field -> the values a rule may match (None: any)
 
 
-def checked_rule(body: Any, catalog: Catalog, schema: Any) -> dict[str, Any]:
+def checked_rule(
+    body: Any, catalog: Catalog, schema: Any, media: MediaDirectory | None = None
+) -> dict[str, Any]:
     """``body`` if it is a rule the mock can use, else ``RuleError``. ``schema`` is the
     compiled ``MockRuleInput`` of the control document; the checks of meaning run first
-    (their messages say more), skipping what has the wrong type, which the schema then names."""
+    (their messages say more), skipping what has the wrong type, which the schema then names.
+    ``media`` is ``--media-dir`` (None: none), where ``effect.media`` must name a file."""
     if isinstance(body, dict):
         check_meaning(body, catalog)
+        effect = body.get("effect")
+        name = effect.get("media") if isinstance(effect, dict) else None
+        if isinstance(name, str) and name:
+            try:
+                (media or MediaDirectory(None)).file(name)
+            except MediaError as error:
+                raise RuleError("effect.media", str(error)) from None
     problem = next(iter(schema.iter_errors(body)), None)
     if problem is not None:
         raise RuleError(".".join(str(part) for part in problem.instance_path), problem.message)
@@ -69,6 +84,7 @@ def check_meaning(body: Mapping[str, Any], catalog: Catalog) -> None:
     match = match if isinstance(match, dict) else {}
     effect = body.get("effect")
     check_effect(effect if isinstance(effect, dict) else {}, match)
+    check_media(effect if isinstance(effect, dict) else {}, match, catalog)
     check_poll_match(match)
     key = match.get("key")
     if isinstance(key, str) and not key.startswith(KEY_PREFIX):
@@ -117,6 +133,55 @@ def check_effect(effect: Mapping[str, Any], match: Mapping[str, Any]) -> None:
 def rule_endpoints(endpoints: frozenset[str]) -> list[str]:
     """The values of ``match.endpoint`` under which a scenario of ``endpoints`` can apply."""
     return [name for name, reached in RULE_ENDPOINTS.items() if reached & endpoints]
+
+
+def check_media(effect: Mapping[str, Any], match: Mapping[str, Any], catalog: Catalog) -> None:
+    """What can be told of ``effect.media`` without reading the file (``checked_rule`` then
+    reads it): its scenario makes runs that succeed, on creates, of models of its kind."""
+    name, scenario = effect.get("media"), effect.get("scenario")
+    if not isinstance(name, str) or not isinstance(scenario, str):
+        return
+    if scenario in SCENARIOS and not succeeds(scenario):
+        serving = ", ".join(entry for entry in SCENARIOS if succeeds(entry))
+        raise RuleError(
+            "effect.media",
+            f"{scenario} makes no run that succeeds, so no run would serve {name!r}: "
+            f"use media with {serving}",
+        )
+    if match.get("endpoint") == "get":
+        raise RuleError(
+            "effect.media", "media is the file of a run a create makes: use endpoint create or any"
+        )
+    kind = kind_of(name)
+    model = catalog.models.get(str(match.get("model")))
+    if kind is None:
+        return  # the file check names the extensions served
+    if model is not None and model.kind != kind:
+        raise RuleError(
+            "effect.media",
+            f"{name!r} is {article(kind)} {kind} and {model.id} makes {model.kind}s: "
+            f"give {article(model.kind)} {model.kind} (an image for an image model, an MP4 "
+            "for a video model)",
+        )
+    if model is None and not any(entry.kind == kind for entry in catalog):
+        raise RuleError("effect.media", f"{name!r} is {article(kind)} {kind} and no model of "
+                        f"this mock makes {kind}s, so this rule never matches")  # fmt: skip
+
+
+def succeeds(scenario: str) -> bool:
+    """Whether the runs of ``scenario`` end ``succeeded`` (and so serve a file)."""
+    effect = SCENARIOS[scenario].build(Params())
+    return (
+        "create" in SCENARIOS[scenario].endpoints
+        and effect.outcome == "succeeded"
+        and not effect.never_finishes
+        and effect.http_error is None
+        and effect.wire_fault is None
+    )
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def check_poll_match(match: Mapping[str, Any]) -> None:
@@ -218,6 +283,35 @@ def field_schema(choices: Choices, name: str) -> Any:
         return False  # the model has no such input
     values = choices[name]
     return {"type": "string"} if values is None else {"enum": values}
+
+
+def with_media_names(
+    document: dict[str, Any], catalog: Catalog, names: list[str]
+) -> dict[str, Any]:
+    """The control document, ``effect.media`` the ``names`` of ``--media-dir`` of a kind some
+    model of ``catalog`` makes, each kind with those models only (in place). Without any,
+    the document keeps accepting no name."""
+    rule = document["components"]["schemas"]["MockRuleInput"]
+    models: dict[str, list[str]] = {}
+    for model in catalog:
+        models.setdefault(model.kind, []).append(model.id)
+    usable = [name for name in names if kind_of(name) in models]
+    if not usable:
+        return document
+    media = rule["properties"]["effect"]["properties"]["media"]
+    media.pop("not", None)
+    media["enum"] = usable
+    for kind, ids in models.items():
+        of_kind = [name for name in usable if kind_of(name) == kind]
+        if of_kind:
+            effect = {"required": ["media"], "properties": {"media": {"enum": of_kind}}}
+            rule.setdefault("allOf", []).append(
+                {
+                    "if": {"required": ["effect"], "properties": {"effect": effect}},
+                    "then": {"properties": {"match": {"properties": {"model": {"enum": ids}}}}},
+                }
+            )
+    return document
 
 
 def with_match_branches(document: dict[str, Any], catalog: Catalog) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from mock_runbase.own_media import kind_of
 from mock_runbase.scenarios import ENDPOINTS, SCENARIOS, Params
 
 __all__ = [
@@ -71,6 +72,7 @@ class RuleContext:
     account: str
     model: str | None = None
     input: dict[str, Any] | None = None
+    kind: str | None = None  # the model's: image or video
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Rule:
     body: dict[str, Any] = field(repr=False)  # as added: how a shared store keeps it
     matches: int = 0
     hits: int = 0
+    media: str | None = None  # a file of --media-dir the runs it makes serve (effect.media)
 
     @property
     def account(self) -> str | None:
@@ -105,6 +108,8 @@ class Rule:
             return False
         if self.match.get("model") not in (None, context.model):
             return False
+        if self.media is not None and context.kind not in (None, kind_of(self.media)):
+            return False  # an image for image models, a video for video models
         user_input = context.input or {}
         for name in INPUT_FIELDS:
             value = user_input.get(name)  # a rule spells every value as a string
@@ -134,6 +139,8 @@ class Rule:
             match["prompt_regex"] = self.prompt_regex.pattern
         effect: dict[str, Any] = {"scenario": self.scenario}
         effect.update({k: v for k, v in vars(self.params).items() if v is not None})
+        if self.media is not None:
+            effect["media"] = self.media
         return {
             "id": self.id,
             "match": match,
@@ -201,4 +208,5 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
         number=number,
         identity=rule_identity(body),
         body=body,
+        media=effect.get("media"),
     )

@@ -91,6 +91,7 @@ class Run:
     file_name: str
     image_seed: int
     scenario: str
+    media: str | None = None  # a file of --media-dir served instead of a rendered one
 
     @property
     def processing_from_ms(self) -> int:

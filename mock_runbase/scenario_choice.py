@@ -40,19 +40,20 @@ class Choice:
     params: Params = field(default_factory=Params)
     named_by: str | None = None  # "X-Mock-Scenario" or "prompt tag '[mock:fail]'"
     warnings: tuple[str, ...] = ()
+    media: str | None = None  # a rule's effect.media: the file of --media-dir the run serves
 
     @property
     def warning(self) -> str | None:
         return "; ".join(self.warnings) if self.warnings else None
 
-    def ruled_by(self, rule_id: str, name: str, params: Params) -> Choice:
+    def ruled_by(self, rule_id: str, name: str, params: Params, media: str | None = None) -> Choice:
         """A firing rule's scenario instead (rules come first), and a warning if the request
         named one of its own."""
         warnings = self.warnings
         if self.named_by is not None:
             why = f"rule {rule_id} fired ({name})"
             warnings += (f"{self.named_by}: {self.name} not applied, {why}",)
-        return Choice(name, params, None, warnings)
+        return Choice(name, params, None, warnings, media)
 
 
 NOTHING_ASKED = Choice()

@@ -25,6 +25,7 @@ from mock_runbase.settings import (
     AtLeastOne,
     ClockKind,
     CorsOrigins,
+    ExistingDirectory,
     ExistingFile,
     MockSettings,
     PublicUrl,
@@ -34,6 +35,7 @@ from mock_runbase.settings import (
     StorePrefix,
     StoreUrl,
     TimingName,
+    replay_strict_problem,
     store_prefix_problem,
 )
 
@@ -85,6 +87,8 @@ class ServeOptions(BaseSettings):
     cors: Annotated[CorsOrigins, NoDecode] | None = None  # a comma list, not JSON
     log_level: LogLevel = "info"
     replay: ExistingFile | None = None
+    replay_strict: bool = False
+    media_dir: ExistingDirectory | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -116,6 +120,9 @@ class ServeOptions(BaseSettings):
             store_prefix=self.store_prefix,
             run_ttl_s=self.run_ttl,
             cors=self.cors,
+            media_dir=self.media_dir,
+            replay=self.replay,
+            replay_strict=self.replay_strict,
         )
 
 
@@ -201,6 +208,11 @@ def conflicts(options: ServeOptions, sources: Sources) -> list[str]:
             f"{sources.label('workers')} needs a shared store: with the in-memory store each "
             "worker would have its own runs, balances and rate limits. "
             "Add --store redis://host:port/db (or MOCK_RUNBASE_STORE)."
+        )
+    if replay_strict_problem(options.replay, options.replay_strict):
+        problems.append(
+            f"{sources.label('replay_strict')} answers only what a cassette recorded: "
+            "add --replay FILE (or MOCK_RUNBASE_REPLAY)"
         )
     if options.workers > 1 and options.replay is not None:
         problems.append(f"{sources.label('replay')} serves one process; drop --workers")

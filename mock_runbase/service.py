@@ -8,8 +8,10 @@ limiter's window and the rules' match counters aside, as with any real limiter).
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, NamedTuple
 
 import anyio
@@ -37,6 +39,7 @@ from mock_runbase.errors import RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
 from mock_runbase.media.video import render_mp4
+from mock_runbase.own_media import MediaDirectory, MediaError, MediaFile
 from mock_runbase.ratelimit import retry_after_header
 from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
@@ -58,7 +61,7 @@ from mock_runbase.store import Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 from mock_runbase.wire_faults import BrokenConnection, answer_fault
 
-__all__ = ["Caller", "Created", "Polled", "RunbaseService", "ServedFile"]
+__all__ = ["Caller", "Created", "Media", "Polled", "RunbaseService", "ServedFile"]
 
 PROMPT_EXCERPT = 160
 MAX_NAMES_SHOWN = 20
@@ -95,8 +98,7 @@ class Polled:
 
 @dataclass(frozen=True)
 class ServedFile:
-    run: Run
-    content: bytes
+    media: Media
     warning: str | None
     answer_fault: str | None = None
 
@@ -113,14 +115,16 @@ class RunbaseService:
         settings: MockSettings,
         clock: Clock,
         store: Store,
+        own_media: MediaDirectory | None = None,
     ) -> None:
         self.spec = spec
         self.control = control
         self.clock = clock
         self.store = store
         self.settings = settings
+        self.own_media = own_media or MediaDirectory(settings.media_dir, listed=True)
         self.config = (
-            load_config(settings.config, rule_checker(control, spec.catalog))
+            load_config(settings.config, rule_checker(control, spec.catalog, self.own_media))
             if settings.config
             else EMPTY
         )
@@ -130,6 +134,7 @@ class RunbaseService:
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
+        self.on_reset: list[Callable[[], None]] = []  # what a global reset also rewinds
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -191,7 +196,10 @@ class RunbaseService:
         choice = requested_scenario(scenario_header, request.input.get("prompt"), "create")
         effect = NO_EFFECT
         try:
-            context = RuleContext("create", key.key, key.account, request.model.id, request.input)
+            model = request.model
+            context = RuleContext(
+                "create", key.key, key.account, model.id, request.input, model.kind
+            )
             choice = await self.ruled(choice, rules, context)
             effect = SCENARIOS[choice.name].build(choice.params)
             run = await self.new_run(caller, request, choice, effect)
@@ -209,6 +217,10 @@ class RunbaseService:
         profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
         pending_ms, processing_ms = plan_timing(profile, seed, effect.slowdown)
         width, height = request.model.output_size(request.input)
+        extension = request.model.file_extension
+        if choice.media is not None:
+            own = await self.own_file(choice.media, 500, "internal_error")
+            width, height, extension = own.width, own.height, own.extension
         run = Run(
             id="run_" + new_token(),
             account=key.account,
@@ -223,9 +235,10 @@ class RunbaseService:
             error=effect.error,
             width=width,
             height=height,
-            file_name=f"{new_token(20)}.{request.model.file_extension}",
+            file_name=f"{new_token(20)}.{extension}",
             image_seed=seed,
             scenario=choice.name,
+            media=choice.media,
         )
         account = caller.snapshot.directory.account(key.account)
         await self.store.create_run(run, key, account, now)
@@ -263,15 +276,17 @@ class RunbaseService:
                 choice = await self.ruled(choice, (await self.snapshot()).rules, context)
             effect = SCENARIOS[choice.name].build(choice.params)
             await self.apply_to_exchange(effect)
-            run, content = await self.media_of(run, lag_ms=effect.file_lag_ms)
+            media = await self.media_of(run, lag_ms=effect.file_lag_ms)
         except RunbaseError as error:
             raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
-        return ServedFile(run, content, choice.warning, answer_fault(effect.wire_fault))
+        return ServedFile(media, choice.warning, answer_fault(effect.wire_fault))
 
     async def ruled(self, choice: Choice, rules: list[Rule], context: RuleContext) -> Choice:
         """The request's own choice, unless a rule fires (and counts its match)."""
         rule = await self.store.first_firing(rules, context) if rules else None
-        return choice if rule is None else choice.ruled_by(rule.id, rule.scenario, rule.params)
+        if rule is None:
+            return choice
+        return choice.ruled_by(rule.id, rule.scenario, rule.params, rule.media)
 
     async def apply_to_exchange(self, effect: Effect) -> None:
         """The parts of an effect that touch the HTTP exchange before it is handled: a delay,
@@ -284,26 +299,42 @@ class RunbaseService:
         if effect.http_error is not None:
             raise effect.http_error
 
-    async def media(self, file_name: str) -> tuple[Run, bytes]:
+    async def media(self, file_name: str) -> Media:
         """The file of a succeeded run (PNG or MP4), rendered once in a worker thread, so a
-        render never blocks the event loop, then served from the cache."""
+        render never blocks the event loop, then served from the cache; or the file of
+        ``--media-dir`` its rule named, read the same way."""
         return await self.media_of(await self.store.get_run_by_file(file_name))
 
-    async def media_of(self, run: Run | None, lag_ms: int = 0) -> tuple[Run, bytes]:
+    async def media_of(self, run: Run | None, lag_ms: int = 0) -> Media:
         """``media`` of a run looked up already; 404 until ``lag_ms`` after it succeeded."""
         now = await self.clock.now()
         if run is None or status_at(run, now) != "succeeded":
             raise RunbaseError(404, "file_not_found", "File not found")
         if lag_ms and now < (completed_ms(run) or 0) + lag_ms:
             raise RunbaseError(404, "file_not_found", "File not found")
-        cache_key = media_cache_key(run)
+        if run.media is not None:
+            own = await self.own_file(run.media, 404, "file_not_found")
+            render: Callable[[], bytes] = own.path.read_bytes
+            cache_key = own.cache_key
+            etag = hashlib.blake2b(cache_key.encode(), digest_size=12).hexdigest()
+        else:
+            model = self.spec.catalog.get(run.model)
+            cache_key = etag = media_cache_key(run)
+            render = partial(render_run, run, model)
         cached = self.media_cache.get(cache_key)
         if cached is None:
-            model = self.spec.catalog.get(run.model)
             cached = await anyio.to_thread.run_sync(
-                lambda: self.media_cache.get_or_render(cache_key, lambda: render_run(run, model))
+                lambda: self.media_cache.get_or_render(cache_key, render)
             )
-        return run, cached
+        return Media(run, cached, f'"{etag}"')
+
+    async def own_file(self, name: str, status: int, code: str) -> MediaFile:
+        """A file of ``--media-dir`` (probed in a worker thread: it may read a video), or the
+        error ``status``/``code`` if it went missing or changed kind since its rule was added."""
+        try:
+            return await anyio.to_thread.run_sync(self.own_media.file, name)
+        except MediaError as error:
+            raise RunbaseError(status, code, f"effect.media of the rule: {error}") from None
 
     # --- accounts -------------------------------------------------------------------------------
 
@@ -410,11 +441,14 @@ class RunbaseService:
         return moved
 
     async def reset(self, account: str | None = None) -> None:
-        """One account's runs, journal, rules and charges; or everything, config re-read."""
+        """One account's runs, journal, rules and charges; or everything, config re-read
+        (and a replayed cassette back to its start)."""
         await self.store.reset(account)
         if account is not None:
             return
         self.base_directory = self.configured_directory()
+        for rewind in self.on_reset:
+            rewind()
         self.started = False
         await self.start()
         if isinstance(self.clock, SettableClock):
@@ -440,6 +474,14 @@ def unknown_account(name: str, known: list[str]) -> str:
         f"/_mock/accounts/{{account}}, or made by an undeclared key's first run. "
         f"Known: {shown}{more}"
     )
+
+
+class Media(NamedTuple):
+    """A run's file as served: its bytes and their entity tag."""
+
+    run: Run
+    content: bytes
+    etag: str
 
 
 def media_cache_key(run: Run) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "AtLeastOne",
     "ClockKind",
     "CorsOrigins",
+    "ExistingDirectory",
     "ExistingFile",
     "MicroUsd",
     "MockSettings",
@@ -38,6 +39,7 @@ __all__ = [
     "StorePrefix",
     "StoreUrl",
     "TimingName",
+    "replay_strict_problem",
     "store_prefix_problem",
 ]
 
@@ -109,6 +111,13 @@ def existing_file(value: Path) -> Path:
     return value
 
 
+def existing_directory(value: Path) -> Path:
+    if not value.is_dir():
+        problem = "a file, not a directory" if value.exists() else "no such directory"
+        raise PydanticCustomError("directory", problem)
+    return value
+
+
 def cors_origins(value: Any) -> Any:
     """``*``, or origins separated by commas: ``http://localhost:3000,https://app.test``."""
     origins = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
@@ -134,6 +143,7 @@ StorePrefix = Annotated[str, AfterValidator(store_prefix)]
 RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
 PublicUrl = Annotated[str, AfterValidator(public_url)]
 ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+ExistingDirectory = Annotated[Path, AfterValidator(existing_directory)]
 CorsOrigins = Annotated[tuple[str, ...], BeforeValidator(cors_origins), Field(min_length=1)]
 
 
@@ -147,6 +157,12 @@ AdminToken = Annotated[str, Field(min_length=1)]
 def store_prefix_problem(store: str, prefix: str | None) -> str | None:
     if prefix is not None and store == "memory":
         return "a key namespace needs a Redis store; the memory store has no keys to prefix"
+    return None
+
+
+def replay_strict_problem(replay: Path | None, strict: bool) -> str | None:
+    if strict and replay is None:
+        return "strict replay needs a cassette to replay: add --replay FILE"
     return None
 
 
@@ -171,10 +187,16 @@ class MockSettings:
     store_prefix: StorePrefix | None = None  # Redis key namespace (None: the store's default)
     cors: CorsOrigins | None = None  # origins a browser may call from (None: no CORS headers)
     run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
+    media_dir: ExistingDirectory | None = None  # files a rule's effect.media serves
+    replay: ExistingFile | None = None  # a cassette (proxy --record) whose answers are given
+    replay_strict: bool = False  # a request the cassette does not hold: 501, not the mock
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:
         problem = store_prefix_problem(self.store, self.store_prefix)
         if problem:
             raise ValueError(f"store_prefix: {problem}")
+        problem = replay_strict_problem(self.replay, self.replay_strict)
+        if problem:
+            raise ValueError(f"replay_strict: {problem}")
         return self

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from mock_runbase.accounts import MICRO, Directory
 from mock_runbase.clock import format_ms
+from mock_runbase.own_media import MediaDirectory, kind_of
 from mock_runbase.redis_store import redacted_url
 from mock_runbase.serve_options import ServeOptions
 from mock_runbase.settings import MockSettings
@@ -43,6 +45,7 @@ def banner(
         f"  clock:      {clock_line(settings, virtual_start_ms)}",
         f"  rate limit: {rate_limit_line(settings)}",
         f"  store:      {store_line(settings)}",
+        *([f"  media:      {media_line(settings.media_dir)}"] if settings.media_dir else []),
         *(["  /_mock:     needs X-Mock-Admin-Token"] if settings.admin_token else []),
         "  try:",
         f"    curl -s {base}/v1/runs -H 'Authorization: Bearer sk-test' \\",
@@ -100,6 +103,13 @@ def store_line(settings: MockSettings) -> str:
     if settings.store == "memory":
         return f"memory (this process); {kept}"
     return f"{redacted_url(settings.store)}; {kept}"
+
+
+def media_line(media_dir: Path) -> str:
+    names = MediaDirectory(media_dir).names()
+    kinds = Counter(kind_of(name) for name in names)
+    counted = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no file"
+    return f"{media_dir} ({counted} for rules' effect.media)"
 
 
 def first_request_example(document: dict[str, Any]) -> dict[str, Any]:

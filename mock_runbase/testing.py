@@ -196,10 +196,12 @@ class RunbaseMock:
         code: str | None = None,
         message: str | None = None,
         ms: int | None = None,
+        media: str | None = None,
         **match: str,
     ) -> dict[str, Any]:
-        """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``."""
-        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms}
+        """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``;
+        ``add_rule("succeed", media="cat.png")``: its runs serve that file of ``media_dir``."""
+        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms, "media": media}
         body = {
             "match": match,
             "effect": {k: v for k, v in effect.items() if v is not None},
@@ -231,10 +233,40 @@ class RunbaseMock:
             body["error"] = error
         self.control.post(f"/_mock/runs/{run_id}/state", json=body).raise_for_status()
 
+    def count_requests(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | str | None = None,
+        code: str | None = None,
+        run: str | None = None,
+        since: str | None = None,
+    ) -> int:
+        """How many of this test's requests match every filter given, counted by the mock
+        (``GET /_mock/requests/count``): ``count_requests(method="POST", path="/v1/runs")``,
+        ``count_requests(code="RATE_LIMITED")``, ``count_requests(run=run_id)``. ``path`` is
+        a prefix; ``status`` a code (429), a class ("4xx"), "errors" or "dropped"."""
+        given = {"method": method, "path": path, "status": status, "code": code, "run": run,
+                 "since": since}  # fmt: skip
+        query = {name: str(value) for name, value in given.items() if value is not None}
+        response = self.control.get("/_mock/requests/count", params=query)
+        if response.status_code != 200:
+            raise ValueError(response.json()["error"]["message"])
+        return int(response.json()["count"])
+
     def assert_requested(
-        self, method: str, path: str, *, status: int | None = None, count: int = 1
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        run: str | None = None,
+        count: int = 1,
     ) -> None:
-        """Exactly ``count`` requests like this; on failure, lists what was received instead."""
+        """Exactly ``count`` requests like this (``path`` ends the request's path; ``code``
+        is the error code answered, ``run`` a run id); on failure, lists what was received."""
         made = self.requests
         found = [
             r
@@ -242,12 +274,23 @@ class RunbaseMock:
             if r["method"] == method.upper()
             and r["path"].endswith(path)
             and status in (None, r["status"])
+            and code in (None, r["errorCode"])
+            and run in (None, r["runId"])
         ]
         if len(found) != count:
-            seen = "\n".join(f"  {r['method']} {r['path']} -> {r['status']}" for r in made)
+            seen = "\n".join(
+                f"  {r['method']} {r['path']} -> {r['status']}"
+                + (f" {r['errorCode']}" if r["errorCode"] else "")
+                for r in made
+            )
+            wanted = " ".join(
+                f"{label}{value}"
+                for label, value in (("-> ", status), ("", code), ("run ", run))
+                if value
+            )
             raise AssertionError(
                 f"expected {count} x {method.upper()} {path}"
-                + (f" -> {status}" if status else "")
+                + (f" {wanted}" if wanted else "")
                 + f", found {len(found)}; received:\n{seen or '  (nothing)'}"
             )
 

@@ -292,10 +292,13 @@ def test_an_unknown_query_parameter_is_400_naming_it_and_the_known_ones(mock: Mo
     message = refusal(mock.client.get("/_mock/requests", params={"sinse": "x"}))
     assert message == (
         "unknown query parameter 'sinse' (did you mean 'since'?); "
-        "known: account, key, path, since, status"
+        "known: account, code, key, method, path, run, since, status"
     )
-    message = refusal(mock.client.get("/_mock/requests", params={"model": "x"}))
-    assert message == "unknown query parameter 'model'; known: account, key, path, since, status"
+    message = refusal(mock.client.get("/_mock/requests", params={"limit": "x"}))
+    assert message == (
+        "unknown query parameter 'limit'; known: account, code, key, method, path, run, since, "
+        "status"
+    )
     assert "(did you mean 'status'?)" in refusal(
         mock.client.get("/_mock/ui/state", params={"stauts": "4xx"})
     )

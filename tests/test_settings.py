@@ -51,6 +51,8 @@ BAD_VALUES = {
     "no_rate_limit": ("perhaps", ["valid boolean"]),
     "strict_keys": ("perhaps", ["valid boolean"]),
     "cors": ("localhost:3000", ["not an origin", "scheme://host[:port]"]),
+    "media_dir": ("/nowhere/media", ["no such directory"]),
+    "replay_strict": ("perhaps", ["valid boolean"]),
 }
 
 
@@ -76,7 +78,8 @@ def test_every_option_has_a_refused_value() -> None:
     assert set(BAD_VALUES) == set(ServeOptions.model_fields) - {"host", "admin_token"}
 
 
-SWITCHES = {"no_rate_limit", "strict_keys"}  # no value to get wrong on the command line
+# no value to get wrong on the command line
+SWITCHES = {"no_rate_limit", "strict_keys", "replay_strict"}
 
 
 @pytest.mark.parametrize("field", sorted(set(BAD_VALUES) - SWITCHES))
@@ -140,6 +143,10 @@ def test_a_misspelled_variable_is_refused_with_the_closest_name(
         (["--no-rate-limit", "--rate-limit", "5/1"], ["--rate-limit 5/1", "choose one"]),
         (["--workers", "2"], ["--workers 2 needs a shared store"]),
         (["--strict-keys"], ["no key declared", "every request would be refused 401"]),
+        (
+            ["--replay-strict"],
+            ["--replay-strict answers only what a cassette recorded", "add --replay FILE"],
+        ),
     ],
 )
 def test_settings_that_make_no_sense_together_are_refused(

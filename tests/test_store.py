@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -458,6 +459,23 @@ def test_rules_are_listed_in_order_scoped_and_deleted(harness: Harness) -> None:
     assert harness.run(peer.delete_rules("x", None)) == 1
     assert [r.id for r in harness.run(harness.store.rules(None))] == [a.id]
     assert harness.run(harness.store.delete_rules(None, "rule_999")) == 0
+
+
+def test_a_media_rule_and_its_runs_are_kept_alike(harness: Harness) -> None:
+    """``effect.media`` survives the store (a shared one keeps the rule's body), matches
+    creates of models of its file's kind only, and the run keeps the file it serves."""
+    body = {"effect": {"scenario": "succeed", "media": "pets/cat.png"}, "match": {"key": "sk-m"}}
+    added = harness.run(harness.store.add_rule(body, 0))
+    [listed] = [r for r in harness.run(harness.peer().rules(None)) if r.id == added.id]
+    assert listed.media == "pets/cat.png" and listed.view()["effect"] == body["effect"]
+    rules = harness.run(harness.peer().snapshot(Directory())).rules
+    video = RuleContext("create", "sk-m", "acct_a", "hailuo/pro", {}, "video")
+    image = RuleContext("create", "sk-m", "acct_a", "openai/gpt-image-2", {}, "image")
+    assert harness.run(harness.peer().first_firing(rules, video)) is None
+    assert harness.run(harness.peer().first_firing(rules, image)) is not None
+    run = replace(make_run(), media="pets/cat.png", file_name=new_token(20) + ".png")
+    create(harness, run)
+    assert harness.run(harness.peer().get_run_by_file(run.file_name)) == run
 
 
 # --- accounts ----------------------------------------------------------------------------------
