@@ -46,14 +46,20 @@ class Server:
             env={**os.environ, **(env or {})},
         )
         self.started = time.monotonic()
-        self.healthy_after = self.wait_healthy()
+        try:
+            self.healthy_after = self.wait_healthy()
+        except BaseException:
+            self.process.kill()  # never leave a server behind (a failed start under load)
+            self.process.wait(timeout=10)
+            self.log.close()
+            raise
 
     def output(self) -> str:
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
 
-    def wait_healthy(self, timeout: float = 20) -> float:
+    def wait_healthy(self, timeout: float = 60) -> float:  # generous: CI machines are busy
         while time.monotonic() - self.started < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()}")

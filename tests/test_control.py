@@ -491,7 +491,10 @@ def test_spec_rule_enum_lists_every_registered_scenario() -> None:
     rule_schema = document["components"]["schemas"]["MockRuleInput"]
     stated = {}
     for condition in rule_schema["allOf"]:
-        named = condition["if"]["properties"]["effect"]["properties"]["scenario"]["enum"]
+        effect = condition["if"]["properties"]["effect"]
+        if "scenario" not in effect.get("properties", {}):
+            continue  # a condition on another effect field (media)
+        named = effect["properties"]["scenario"]["enum"]
         endpoint = condition["then"]["properties"]["match"]["properties"]["endpoint"]
         stated.update(dict.fromkeys(named, endpoint.get("enum") or [endpoint.get("const")]))
     narrowed = {
