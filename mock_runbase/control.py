@@ -195,7 +195,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
             query.get("limit", 100),
             None if wanted is None else lambda run: status_at(run, now) == wanted,
         )
-        base = f"{request.url.scheme}://{request.url.netloc}"
+        base = output_base(request)
         return json({"runs": [mock_run_view(run, now, base) for run in found]})
 
     async def force_state(request: Request) -> Response:
@@ -207,7 +207,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
             body.get("error"),
             await account_scope(request),
         )
-        base = f"{request.url.scheme}://{request.url.netloc}"
+        base = output_base(request)
         return json(mock_run_view(run, await service.now(), base))
 
     async def document_yaml(request: Request) -> Response:
@@ -296,6 +296,12 @@ def virtual_clock(service: RunbaseService) -> SettableClock:
 
 async def clock_view(service: RunbaseService) -> dict[str, Any]:
     return {"now": format_ms(await service.now()), "virtual": service.clock.virtual}
+
+
+def output_base(request: Request) -> str:
+    """Where output URLs point, as on the runs API: ``--public-url``, else the host asked."""
+    configured = service_of(request).settings.public_url
+    return configured or f"{request.url.scheme}://{request.url.netloc}"
 
 
 def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:

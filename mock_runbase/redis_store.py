@@ -62,6 +62,7 @@ from mock_runbase.runs import Run, new_token
 from mock_runbase.store import (
     DEFAULT_RUN_TTL_MS,
     AccountState,
+    RunNameTaken,
     Snapshot,
     pending_refund,
     wall_ms,
@@ -100,15 +101,17 @@ end
 
 SETTLE = SETTLE_FUNCTION + "return settle(KEYS[1], KEYS[2], ARGV[1])"
 
-# Settle, check (as accounts.check_charge: quota, key spend limit, balance), then charge and
-# store the run, all in one atomic step. KEYS: ledger, refunds, accounts, run, file, runs
-# index, account's runs index. ARGV: now, key, cost, quota, spend limit (micro-USD; '' for
-# none), starting balance, account, run id, run JSON, TTL ms, stored at, refund member, fails at
+# Settle, check (the run's names are free, then as accounts.check_charge: quota, key spend
+# limit, balance), then charge and store the run, all in one atomic step. KEYS: ledger,
+# refunds, accounts, run, file, runs index, account's runs index. ARGV: now, key, cost, quota,
+# spend limit (micro-USD; '' for none), starting balance, account, run id, run JSON, TTL ms,
+# stored at, refund member, fails at
 CREATE = (
     SETTLE_FUNCTION
     + """
 local ledger, key, cost = KEYS[1], ARGV[2], tonumber(ARGV[3])
 settle(KEYS[2], ledger, ARGV[1])
+if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then return {'taken'} end
 local function get(name) return tonumber(redis.call('HGET', ledger, name) or '0') end
 if ARGV[4] ~= '' and get('runs:' .. key) >= tonumber(ARGV[4]) then return {'quota'} end
 local key_spent = get('charged:' .. key) - get('refunded:' .. key)
@@ -307,6 +310,9 @@ class RedisStore:
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
         self.rate_limit = rate_limit
 
+    async def next_run_number(self) -> int:
+        return int(await self.redis.incr(self.k("run_numbers")))
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
@@ -337,6 +343,8 @@ class RedisStore:
                 "" if refund is None else refund.fails_at_ms,
             ],
         )
+        if outcome[0] == "taken":
+            raise RunNameTaken(run.id)
         if outcome[0] == "quota":
             raise usage_exceeded()
         if outcome[0] == "spend":

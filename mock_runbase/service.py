@@ -46,6 +46,7 @@ from mock_runbase.runs import (
     input_seed,
     new_token,
     plan_timing,
+    seeded_token,
     status_at,
     timing_for,
 )
@@ -53,12 +54,14 @@ from mock_runbase.scenario_choice import Choice, requested_scenario, with_warnin
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
-from mock_runbase.store import Snapshot, Store
+from mock_runbase.store import RunNameTaken, Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 
 __all__ = ["Caller", "Created", "Polled", "RunbaseService"]
 
 PROMPT_EXCERPT = 160
+RUN_ID_LENGTH = 22
+FILE_NAME_LENGTH = 20
 MAX_NAMES_SHOWN = 20
 KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
     "key": "key",
@@ -191,8 +194,9 @@ class RunbaseService:
         profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
         pending_ms, processing_ms = plan_timing(profile, seed, effect.slowdown)
         width, height = request.model.output_size(request.input)
+        run_id, file_name = await self.run_names(request.model.file_extension)
         run = Run(
-            id="run_" + new_token(),
+            id=run_id,
             account=key.account,
             key=key.key,
             model=request.model.id,
@@ -205,13 +209,31 @@ class RunbaseService:
             error=effect.error,
             width=width,
             height=height,
-            file_name=f"{new_token(20)}.{request.model.file_extension}",
+            file_name=file_name,
             image_seed=seed,
             scenario=choice.name,
         )
         account = caller.snapshot.directory.account(key.account)
-        await self.store.create_run(run, key, account, now)
-        return run
+        while True:
+            try:
+                await self.store.create_run(run, key, account, now)
+                return run
+            except RunNameTaken:  # a seeded name a loaded state already holds: the next one
+                run_id, file_name = await self.run_names(request.model.file_extension)
+                run = replace(run, id=run_id, file_name=file_name)
+
+    async def run_names(self, extension: str) -> tuple[str, str]:
+        """A new run's id and file name. On a real clock, random and unguessable; on a
+        virtual one, the seeded names of the store's next run number, so fresh mocks with the
+        same --seed given the same requests answer the same ids and URLs."""
+        if not self.clock.virtual:
+            return "run_" + new_token(RUN_ID_LENGTH), f"{new_token(FILE_NAME_LENGTH)}.{extension}"
+        number = await self.store.next_run_number()
+        seed = self.settings.seed
+        file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+        return "run_" + seeded_token(
+            seed, "run", number, RUN_ID_LENGTH
+        ), f"{file_token}.{extension}"
 
     async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
         """The run, after the poll's faults (a rule's, else the header's) are applied."""

@@ -51,6 +51,7 @@ __all__ = [
     "AccountState",
     "MemoryStore",
     "PendingRefund",
+    "RunNameTaken",
     "Snapshot",
     "Store",
 ]
@@ -79,6 +80,11 @@ class Snapshot(NamedTuple):  # a NamedTuple: built on every request, the cheapes
 
     directory: Directory
     rules: list[Rule]
+
+
+class RunNameTaken(Exception):
+    """``create_run`` was given a run id or file name a run of the store already has (only a
+    seeded name can be: one a loaded state holds); nothing was written."""
 
 
 class PendingRefund(NamedTuple):
@@ -117,9 +123,15 @@ class Store(Protocol):
 
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None: ...
 
+    async def next_run_number(self) -> int:
+        """The next number of this store's run sequence: 1, 2, ... (from 1 again after a
+        global reset), each handed out once among all the processes sharing the store."""
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
-    ) -> None: ...
+    ) -> None:
+        """Charge and store ``run``, or raise (the checks of ``accounts.check_charge``, or
+        ``RunNameTaken``) and change nothing."""
 
     async def replace_run(self, run: Run, now_ms: int) -> None: ...
 
@@ -185,6 +197,7 @@ class MemoryStore:
         self._rules: list[Rule] = []
         self._rules_seeded = False
         self._rule_numbers = 0
+        self._run_numbers = 0
         self._journal: deque[tuple[int, Exchange]] = deque(maxlen=journal_size)  # (seq, it)
         self._journal_seq = 0
 
@@ -221,10 +234,17 @@ class MemoryStore:
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
         self.limiter = MovingWindowLimiter(rate_limit) if rate_limit else None
 
+    async def next_run_number(self) -> int:
+        self._run_numbers += 1
+        return self._run_numbers
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
         self._settle(now_ms)
+        self._forget_expired_runs()  # first, so an expired run's name counts as free, as in Redis
+        if run.id in self.runs or run.file_name in self.files:
+            raise RunNameTaken(run.id)
         state = self.accounts.get(account.name) or AccountState()
         key_ledger = state.keys.get(key.key) or Ledger()
         check_charge(key, key_ledger, account, state.ledger, run.cost_usd)
@@ -237,7 +257,6 @@ class MemoryStore:
         self.runs[run.id] = run
         self.files[run.file_name] = run.id
         self._schedule_refund(run)
-        self._forget_expired_runs()
         stored_ms = self.wall_clock()
         self._stored_at.append((stored_ms, run.id))
         self._stored_ms[run.id] = stored_ms
@@ -335,7 +354,9 @@ class MemoryStore:
             self._rules.clear()
             self._rules_seeded = False
             self._rule_numbers = 0
+            self._run_numbers = 0
             self._journal.clear()
+            self._journal_seq = 0
             if self.limiter:
                 self.limiter.reset()
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Iterator
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -26,7 +27,7 @@ from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.redis_store import RedisStore
 from mock_runbase.rules import RuleContext, fires_at, rule_from_body
 from mock_runbase.runs import Run, forced, new_token
-from mock_runbase.store import MemoryStore, Store
+from mock_runbase.store import MemoryStore, RunNameTaken, Store
 from tests.redis_server import RedisServer
 
 T = TypeVar("T")
@@ -559,6 +560,58 @@ def test_reset_of_one_account_leaves_the_others(harness: Harness) -> None:
     harness.run(harness.store.reset(None))
     assert harness.run(peer.get_run(theirs.id)) is None
     assert harness.run(peer.account_names()) == []
+
+
+def test_run_numbers_are_handed_out_once_and_start_again_after_a_global_reset(
+    harness: Harness,
+) -> None:
+    stores = [harness.store, harness.peer(), harness.peer()]
+
+    async def take(count: int) -> list[int]:
+        return list(await asyncio.gather(*(stores[i % 3].next_run_number() for i in range(count))))
+
+    assert sorted(harness.run(take(30))) == list(range(1, 31))
+    harness.run(harness.store.reset("acct_a"))  # one account's reset keeps the sequence
+    assert harness.run(harness.peer().next_run_number()) == 31
+    harness.run(harness.store.reset(None))
+    assert harness.run(harness.peer().next_run_number()) == 1
+
+
+@pytest.mark.parametrize("taken", ["id", "file_name"])
+def test_a_run_name_already_taken_is_refused_and_changes_nothing(
+    harness: Harness, taken: str
+) -> None:
+    first = make_run()
+    create(harness, first)
+    second = replace(make_run(), **{taken: getattr(first, taken)})
+    with pytest.raises(RunNameTaken):
+        create(harness, second)
+    peer = harness.peer()
+    assert harness.run(peer.get_run(first.id)) == first
+    assert harness.run(peer.get_run_by_file(first.file_name)) == first
+    assert harness.run(peer.get_run(second.id)) == (first if taken == "id" else None)
+    assert balance_of(harness) == (COST, 0, 1)
+
+
+def test_an_expired_runs_name_is_free_again(harness: Harness) -> None:
+    harness.store = harness.new_store(run_ttl_ms=60_000)
+    first = make_run()
+    create(harness, first)
+    pass_the_ttl(harness, first, START, 60_000)
+    again = replace(make_run(), id=first.id, file_name=first.file_name)
+    create(harness, again)
+    assert harness.run(harness.peer().get_run(first.id)) == again
+
+
+def test_journal_numbers_start_again_after_a_global_reset(harness: Harness) -> None:
+    for account in ["a", "b"]:
+        harness.run(harness.store.record(FakeExchange(account)))  # type: ignore[arg-type]
+    harness.run(harness.store.reset("a"))
+    harness.run(harness.store.record(FakeExchange("b")))  # type: ignore[arg-type]
+    assert [e.seq for e in harness.run(harness.peer().journal(JournalFilter()))] == [2, 3]
+    harness.run(harness.store.reset(None))
+    harness.run(harness.store.record(FakeExchange("a")))  # type: ignore[arg-type]
+    assert [e.seq for e in harness.run(harness.peer().journal(JournalFilter()))] == [1]
 
 
 def test_a_redis_store_shares_one_virtual_clock(redis_server: RedisServer) -> None:
