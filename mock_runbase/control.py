@@ -28,6 +28,7 @@ from mock_runbase.model_views import catalog_view
 from mock_runbase.rule_checks import RuleError, checked_rule
 from mock_runbase.runs import file_path, run_view, status_at
 from mock_runbase.scenarios import describe
+from mock_runbase.state_transfer import export_state, import_state
 
 if TYPE_CHECKING:
     from mock_runbase.control_spec import ControlSpec
@@ -210,6 +211,14 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         base = output_base(request)
         return json(mock_run_view(run, await service.now(), base))
 
+    async def get_state(request: Request) -> Response:
+        whole_mock(request)
+        return json(await export_state(service_of(request)))
+
+    async def put_state(request: Request) -> Response:
+        whole_mock(request)
+        return json(await import_state(service_of(request), await json_of(request)))
+
     async def document_yaml(request: Request) -> Response:
         return Response(control.yaml_text, media_type="application/yaml")
 
@@ -233,6 +242,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         route(f"{PREFIX}/requests", GET=requests, DELETE=clear_requests),
         Route(f"{PREFIX}/runs", runs, methods=["GET"]),
         Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
+        route(f"{PREFIX}/state", GET=get_state, PUT=put_state),
     ]
 
 
@@ -271,6 +281,18 @@ async def account_scope(request: Request) -> str | None:
     if named and named != own:
         raise RunbaseError(403, "forbidden_account", "A key's calls are scoped to its own account")
     return own
+
+
+def whole_mock(request: Request) -> None:
+    """The state is every account's (their runs, keys and money): no call scoped to one
+    account reads or replaces it."""
+    if keyed(request) or "account" in request.query_params:
+        raise RunbaseError(
+            403,
+            "forbidden_account",
+            "The state is the whole mock's (every account's runs, keys and money): call "
+            "/_mock/state without a key and without ?account=",
+        )
 
 
 def keyed(request: Request) -> bool:

@@ -25,6 +25,7 @@ from mock_runbase.accounts import (
 from mock_runbase.catalog import Model
 from mock_runbase.clock import Clock, SettableClock, format_ms
 from mock_runbase.config_file import (
+    CONTROL_KEY_FIELDS,
     EMPTY,
     KeyEntry,
     key_path,
@@ -54,6 +55,7 @@ from mock_runbase.scenario_choice import Choice, requested_scenario, with_warnin
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
+from mock_runbase.state_transfer import STATE_SCHEMA
 from mock_runbase.store import RunNameTaken, Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 
@@ -63,14 +65,6 @@ PROMPT_EXCERPT = 160
 RUN_ID_LENGTH = 22
 FILE_NAME_LENGTH = 20
 MAX_NAMES_SHOWN = 20
-KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
-    "key": "key",
-    "spendLimitCents": "spend_limit_cents",
-    "ipAllowList": "ip_allow_list",
-    "disabled": "disabled",
-    "expiresAt": "expires_at",
-    "usageQuota": "usage_quota",
-}
 
 
 class Caller(NamedTuple):  # built on every request: a NamedTuple is the cheapest
@@ -107,17 +101,15 @@ class RunbaseService:
         self.clock = clock
         self.store = store
         self.settings = settings
-        self.config = (
-            load_config(settings.config, rule_checker(control, spec.catalog))
-            if settings.config
-            else EMPTY
-        )
+        self.check_rule = rule_checker(control, spec.catalog)
+        self.config = load_config(settings.config, self.check_rule) if settings.config else EMPTY
         self.config_rules = self.config.rules
         self.base_directory = self.configured_directory()
         self.last_directory = self.base_directory  # as last read: for the journal, sync
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
+        self.state_schema = control.compile(STATE_SCHEMA)
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -361,7 +353,9 @@ class RunbaseService:
         keys = []
         for index, entry in enumerate(entries):
             try:
-                declared = KeyEntry.model_validate({KEY_FIELDS[k]: v for k, v in entry.items()})
+                declared = KeyEntry.model_validate(
+                    {CONTROL_KEY_FIELDS[k]: v for k, v in entry.items()}
+                )
             except ValidationError as error:
                 detail = error.errors(include_url=False)[0]
                 where = key_path(("keys", index, *detail["loc"]))

@@ -27,7 +27,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from mock_runbase.accounts import (
@@ -54,6 +54,7 @@ __all__ = [
     "RunNameTaken",
     "Snapshot",
     "Store",
+    "StoredState",
 ]
 
 DEFAULT_RUN_TTL_MS = 24 * 3600 * 1000
@@ -94,6 +95,32 @@ class PendingRefund(NamedTuple):
     account: str
     key: str
     cost_usd: int
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """Everything a store keeps but the journal and the rate-limit windows: what
+    ``GET /_mock/state`` exports and ``PUT /_mock/state`` brings back (``state_document``).
+
+    Refunds are settled up to the instant of the export; ``refunds`` are those still pending,
+    by run id (a run's own, or an expired run's: money is never forgotten)."""
+
+    runs: list[Run]  # oldest first
+    overrides: dict[str, AccountOverride]
+    ledgers: dict[str, AccountState]
+    refunds: dict[str, PendingRefund]
+    rules: list[Rule]  # in order, with their match and hit counts
+    run_numbers: int  # run numbers handed out (``next_run_number``)
+    rule_numbers: int  # the last rule's number (rule_N)
+
+
+def copied_ledgers(ledgers: dict[str, AccountState]) -> dict[str, AccountState]:
+    return {
+        name: AccountState(
+            replace(state.ledger), {key: replace(ledger) for key, ledger in state.keys.items()}
+        )
+        for name, state in ledgers.items()
+    }
 
 
 def pending_refund(run: Run) -> PendingRefund | None:
@@ -168,6 +195,13 @@ class Store(Protocol):
     async def clear_journal(self, account: str | None) -> None: ...
 
     async def reset(self, account: str | None = None) -> None: ...
+
+    async def export_state(self, now_ms: int) -> StoredState:
+        """Everything but the journal, refunds settled up to ``now_ms``."""
+
+    async def import_state(self, state: StoredState) -> None:
+        """Replace everything but the journal with ``state`` at once (rate-limit windows start
+        empty, the config file's rules count as added); runs are kept ``run_ttl_ms`` from now."""
 
 
 class MemoryStore:
@@ -342,23 +376,9 @@ class MemoryStore:
 
     async def reset(self, account: str | None = None) -> None:
         if account is None:
-            self.runs.clear()
-            self.files.clear()
-            self.accounts.clear()
-            self._stored_at.clear()
-            self._stored_ms.clear()
-            self._failures.clear()
-            self._refunds.clear()
-            self._overrides.clear()
-            self._snapshot = None
-            self._rules.clear()
-            self._rules_seeded = False
-            self._rule_numbers = 0
-            self._run_numbers = 0
+            self._forget_state()
             self._journal.clear()
             self._journal_seq = 0
-            if self.limiter:
-                self.limiter.reset()
             return
         doomed = [run for run in self.runs.values() if run.account == account]
         for run in doomed:
@@ -372,6 +392,55 @@ class MemoryStore:
                 self.limiter.forget(key)
         await self.delete_rules(account, None)
         await self.clear_journal(account)
+
+    async def export_state(self, now_ms: int) -> StoredState:
+        self._settle(now_ms)
+        oldest_kept = self._oldest_kept_ms()
+        return StoredState(
+            runs=[run for run in self.runs.values() if self._kept(run.id, oldest_kept)],
+            overrides=dict(self._overrides),
+            ledgers=copied_ledgers(self.accounts),
+            refunds=dict(self._refunds),
+            rules=[replace(rule) for rule in self._rules],
+            run_numbers=self._run_numbers,
+            rule_numbers=self._rule_numbers,
+        )
+
+    async def import_state(self, state: StoredState) -> None:
+        self._forget_state()
+        stored_ms = self.wall_clock()
+        for run in state.runs:
+            self.runs[run.id] = run
+            self.files[run.file_name] = run.id
+            self._stored_at.append((stored_ms, run.id))
+            self._stored_ms[run.id] = stored_ms
+        self.accounts = copied_ledgers(state.ledgers)
+        self._refunds = dict(state.refunds)
+        self._failures = [(refund.fails_at_ms, run_id) for run_id, refund in self._refunds.items()]
+        heapq.heapify(self._failures)
+        self._overrides = dict(state.overrides)
+        self._rules = [replace(rule) for rule in state.rules]
+        self._rules_seeded = True
+        self._rule_numbers = state.rule_numbers
+        self._run_numbers = state.run_numbers
+
+    def _forget_state(self) -> None:
+        """Everything but the journal."""
+        self.runs.clear()
+        self.files.clear()
+        self.accounts.clear()
+        self._stored_at.clear()
+        self._stored_ms.clear()
+        self._failures.clear()
+        self._refunds.clear()
+        self._overrides.clear()
+        self._snapshot = None
+        self._rules = []
+        self._rules_seeded = False
+        self._rule_numbers = 0
+        self._run_numbers = 0
+        if self.limiter:
+            self.limiter.reset()
 
     def _schedule_refund(self, run: Run) -> None:
         refund = pending_refund(run)
