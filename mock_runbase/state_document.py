@@ -4,7 +4,7 @@
 A document (``version`` 1) holds the state as of ``clock.now``:
 
 - ``runs``: every run kept, oldest first, as the store keeps it (its timing plan, outcome and
-  file), so a poll after loading answers as before; a run's size follows from its input;
+  file), so a poll after loading answers as before;
 - ``accounts``: what ``PUT /_mock/accounts`` changed (starting balance, keys, dropped keys),
   laid over the loading mock's ``--config``;
 - ``ledgers``: what each account and key was charged and refunded, and its runs;
@@ -179,7 +179,9 @@ def run_entry(run: Run) -> dict[str, Any]:
         "processingMs": run.processing_ms,
         "outcome": run.outcome,
         "error": run.error,
-        "fileStem": run.file_name.rsplit(".", 1)[0],
+        "width": run.width,
+        "height": run.height,
+        "fileName": run.file_name,
         "imageSeed": run.image_seed,
         "scenario": run.scenario,
     }
@@ -221,7 +223,7 @@ def loaded_state(document: Any, checks: StateChecks) -> LoadedState:
     now_ms = parse_timestamp(document["clock"]["now"])
     runs = [run_of(entry, f"runs[{i}]", checks.spec) for i, entry in enumerate(document["runs"])]
     check_unique([run.id for run in runs], "runs", "id")
-    check_unique([run.file_name for run in runs], "runs", "fileStem")
+    check_unique([run.file_name for run in runs], "runs", "fileName")
     overrides = {name: override_of(name, entry) for name, entry in document["accounts"].items()}
     try:
         with_overrides(checks.base, overrides)
@@ -274,7 +276,6 @@ def run_of(entry: Mapping[str, Any], where: str, spec: Spec) -> Run:
     model = request.model
     if entry["scenario"] not in SCENARIOS:
         raise StateError(f"{where}.scenario", f"not one of {', '.join(SCENARIOS)}")
-    width, height = model.output_size(request.input)
     run = Run(
         id=entry["id"],
         account=entry["account"],
@@ -287,9 +288,9 @@ def run_of(entry: Mapping[str, Any], where: str, spec: Spec) -> Run:
         processing_ms=None if entry["processingMs"] is None else int(entry["processingMs"]),
         outcome=entry["outcome"],
         error=entry["error"],
-        width=width,
-        height=height,
-        file_name=f"{entry['fileStem']}.{model.file_extension}",
+        width=int(entry["width"]),
+        height=int(entry["height"]),
+        file_name=entry["fileName"],
         image_seed=int(entry["imageSeed"]),
         scenario=entry["scenario"],
     )

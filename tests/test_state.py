@@ -230,7 +230,8 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[Document], Any], list[str]]] = [
         lambda d: d["runs"][1]["input"].update(resolution="8K"),
         ["runs[1].input", "resolution", "8K"],
     ),
-    ("a file with its extension", lambda d: d["runs"][0].update(fileStem="a.png"), ["fileStem"]),
+    ("a file of no kind served", lambda d: d["runs"][0].update(fileName="a.gif"), ["fileName"]),
+    ("a size too large", lambda d: d["runs"][0].update(width=100_000), ["runs[0].width"]),
     (
         "a failed run without its error",
         lambda d: d["runs"][0].update(outcome="failed"),
@@ -285,8 +286,8 @@ CONFLICTING_DOCUMENTS: list[tuple[str, Callable[[Document], Any], list[str]]] = 
     ("a run id twice", lambda d: d["runs"][2].update(id=d["runs"][0]["id"]), ["runs[2].id"]),
     (
         "a file twice",
-        lambda d: d["runs"][2].update(fileStem=d["runs"][0]["fileStem"]),
-        ["runs[2].fileStem", "given twice"],
+        lambda d: d["runs"][2].update(fileName=d["runs"][0]["fileName"]),
+        ["runs[2].fileName", "given twice"],
     ),
     ("a rule id twice", lambda d: d["rules"][1].update(id="rule_1"), ["rules[1].id", "twice"]),
     (
