@@ -36,6 +36,7 @@ from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService, media_cache_key
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import load_spec
+from mock_runbase.state_transfer import save_state
 from mock_runbase.store import MemoryStore, Store
 
 __all__ = ["create_app"]
@@ -105,7 +106,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
             else []
         ),
         exception_handlers=exception_handlers,
-        lifespan=closing(store),
+        lifespan=closing(service),
     )
     app.entry = JournalMiddleware(
         HotRoutes(
@@ -185,11 +186,17 @@ def make_clock(settings: MockSettings, store: Store) -> Clock:
     return store.virtual_clock(DEFAULT_VIRTUAL_START)
 
 
-def closing(store: Store) -> Any:
+def closing(service: RunbaseService) -> Any:
+    """At shutdown (SIGINT, SIGTERM): the state saved to ``--state``, then the store closed."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await store.close()
+        try:
+            if service.settings.state is not None:
+                await save_state(service, service.settings.state)
+        finally:
+            await service.store.close()
 
     return lifespan
 

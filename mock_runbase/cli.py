@@ -78,6 +78,7 @@ def add_serve_parser(commands: Any) -> None:
     add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", help="critical, error, warning, info (default), debug or trace")
     add("--replay", help="answer the requests recorded in this cassette (from proxy --record)")
+    add("--state", help="a JSON file: the state loaded at start if it is there, saved at exit")
 
 
 def add_contract_parser(commands: Any) -> None:
@@ -219,6 +220,7 @@ def startup_lines(options: ServeOptions, settings: MockSettings, service: Any) -
         if settings.clock == "virtual"
         else None,
         example=first_request_example(document),
+        state=service.initial_state,
     )
 
 

@@ -31,9 +31,11 @@ from mock_runbase.settings import (
     RateLimitSetting,
     Seconds,
     Seed,
+    StateFile,
     StorePrefix,
     StoreUrl,
     TimingName,
+    state_problem,
     store_prefix_problem,
 )
 
@@ -85,6 +87,7 @@ class ServeOptions(BaseSettings):
     cors: Annotated[CorsOrigins, NoDecode] | None = None  # a comma list, not JSON
     log_level: LogLevel = "info"
     replay: ExistingFile | None = None
+    state: StateFile | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -116,6 +119,7 @@ class ServeOptions(BaseSettings):
             store_prefix=self.store_prefix,
             run_ttl_s=self.run_ttl,
             cors=self.cors,
+            state=self.state,
         )
 
 
@@ -191,6 +195,9 @@ def conflicts(options: ServeOptions, sources: Sources) -> list[str]:
     prefix_problem = store_prefix_problem(options.store, options.store_prefix)
     if prefix_problem:
         problems.append(f"{sources.label('store_prefix')}: {prefix_problem} (--store redis://...)")
+    state = state_problem(options.store, options.state)
+    if state:
+        problems.append(f"{sources.label('state')} with {sources.label('store')}: {state}")
     if options.no_rate_limit and sources.given("rate_limit"):
         problems.append(
             f"{sources.label('rate_limit')} and {sources.label('no_rate_limit')}: "

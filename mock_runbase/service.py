@@ -55,7 +55,7 @@ from mock_runbase.scenario_choice import Choice, requested_scenario, with_warnin
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
-from mock_runbase.state_transfer import STATE_SCHEMA
+from mock_runbase.state_transfer import STATE_SCHEMA, install_state, state_file
 from mock_runbase.store import RunNameTaken, Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 
@@ -110,6 +110,7 @@ class RunbaseService:
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
         self.state_schema = control.compile(STATE_SCHEMA)
+        self.initial_state = state_file(self, settings.state) if settings.state else None
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -125,11 +126,16 @@ class RunbaseService:
         return directory
 
     async def start(self) -> None:
-        """Work that needs the store: the config file's rules, once per store (a shared store
-        keeps them, so a second process or a restart does not add them twice)."""
+        """Work that needs the store: the state of ``--state``, else the config file's rules,
+        once per store (a shared store keeps them, so a second process or a restart does not
+        add them twice)."""
         if self.started:
             return
-        await self.store.add_rules_once(self.config_rules, self.settings.seed)
+        if self.initial_state is not None:
+            loaded, self.initial_state = self.initial_state, None
+            await install_state(self, loaded)
+        else:
+            await self.store.add_rules_once(self.config_rules, self.settings.seed)
         self.started = True
 
     async def snapshot(self) -> Snapshot:

@@ -35,9 +35,11 @@ __all__ = [
     "RateLimitSetting",
     "Seconds",
     "Seed",
+    "StateFile",
     "StorePrefix",
     "StoreUrl",
     "TimingName",
+    "state_problem",
     "store_prefix_problem",
 ]
 
@@ -109,6 +111,19 @@ def existing_file(value: Path) -> Path:
     return value
 
 
+def state_file(value: Path) -> Path:
+    """A file to read at start if it is there, and to write at exit: its directory exists."""
+    if value.is_dir():
+        raise PydanticCustomError("file", "a directory, not a file")
+    if not value.parent.is_dir():
+        raise PydanticCustomError(
+            "state_file",
+            "no such directory: {parent} (the state is written there at exit)",
+            {"parent": str(value.parent)},
+        )
+    return value
+
+
 def cors_origins(value: Any) -> Any:
     """``*``, or origins separated by commas: ``http://localhost:3000,https://app.test``."""
     origins = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
@@ -134,6 +149,7 @@ StorePrefix = Annotated[str, AfterValidator(store_prefix)]
 RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
 PublicUrl = Annotated[str, AfterValidator(public_url)]
 ExistingFile = Annotated[Path, AfterValidator(existing_file)]
+StateFile = Annotated[Path, AfterValidator(state_file)]
 CorsOrigins = Annotated[tuple[str, ...], BeforeValidator(cors_origins), Field(min_length=1)]
 
 
@@ -142,6 +158,15 @@ AtLeastOne = Annotated[int, Field(ge=1)]
 MicroUsd = Annotated[int, Field(ge=0, le=10**15)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 AdminToken = Annotated[str, Field(min_length=1)]
+
+
+def state_problem(store: str, state: Path | None) -> str | None:
+    if state is not None and store != "memory":
+        return (
+            "a state file keeps the memory store's state across restarts; a Redis store keeps "
+            "its own (move a state in or out with GET and PUT /_mock/state)"
+        )
+    return None
 
 
 def store_prefix_problem(store: str, prefix: str | None) -> str | None:
@@ -171,10 +196,18 @@ class MockSettings:
     store_prefix: StorePrefix | None = None  # Redis key namespace (None: the store's default)
     cors: CorsOrigins | None = None  # origins a browser may call from (None: no CORS headers)
     run_ttl_s: Seconds = 24 * 3600  # runs are forgotten this long after
+    state: StateFile | None = None  # loaded at start if it is there, saved at exit
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:
         problem = store_prefix_problem(self.store, self.store_prefix)
         if problem:
             raise ValueError(f"store_prefix: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def state_needs_memory(self) -> MockSettings:
+        problem = state_problem(self.store, self.state)
+        if problem:
+            raise ValueError(f"state: {problem}")
         return self

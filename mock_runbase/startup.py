@@ -1,6 +1,6 @@
 """What ``mock-runbase serve`` prints before it listens: where to reach it, and a summary of
-what it loaded (models, accounts and keys, rules, clock, timing, store), so a user sees at a
-glance that the mock is set up as intended."""
+what it loaded (models, accounts and keys, rules, clock, timing, store, state file), so a user
+sees at a glance that the mock is set up as intended."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mock_runbase.clock import format_ms
 from mock_runbase.redis_store import redacted_url
 from mock_runbase.serve_options import ServeOptions
 from mock_runbase.settings import MockSettings
+from mock_runbase.state_document import LoadedState
 
 __all__ = ["banner", "first_request_example"]
 
@@ -28,6 +29,7 @@ def banner(
     rules: int,
     virtual_start_ms: int | None,
     example: dict[str, Any],
+    state: LoadedState | None = None,
 ) -> list[str]:
     host = "localhost" if options.host in LOOPBACK_OR_ANY else options.host
     base = f"http://{host}:{options.port}"
@@ -43,6 +45,7 @@ def banner(
         f"  clock:      {clock_line(settings, virtual_start_ms)}",
         f"  rate limit: {rate_limit_line(settings)}",
         f"  store:      {store_line(settings)}",
+        *([f"  state:      {state_line(settings, state)}"] if settings.state else []),
         *(["  /_mock:     needs X-Mock-Admin-Token"] if settings.admin_token else []),
         "  try:",
         f"    curl -s {base}/v1/runs -H 'Authorization: Bearer sk-test' \\",
@@ -100,6 +103,16 @@ def store_line(settings: MockSettings) -> str:
     if settings.store == "memory":
         return f"memory (this process); {kept}"
     return f"{redacted_url(settings.store)}; {kept}"
+
+
+def state_line(settings: MockSettings, state: LoadedState | None) -> str:
+    if state is None:
+        return f"{settings.state}, not there yet: starts empty; saved at exit"
+    found = state.summary()
+    return (
+        f"{settings.state}: {found['runs']} runs, {found['accounts']} accounts changed, "
+        f"{found['rules']} rules, clock at {format_ms(state.now_ms)}; saved at exit"
+    )
 
 
 def first_request_example(document: dict[str, Any]) -> dict[str, Any]:
