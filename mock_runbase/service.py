@@ -225,13 +225,13 @@ class RunbaseService:
         virtual one, the seeded names of the store's next run number, so fresh mocks with the
         same --seed given the same requests answer the same ids and URLs."""
         if not self.clock.virtual:
-            return "run_" + new_token(RUN_ID_LENGTH), f"{new_token(FILE_NAME_LENGTH)}.{extension}"
-        number = await self.store.next_run_number()
-        seed = self.settings.seed
-        file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
-        return "run_" + seeded_token(
-            seed, "run", number, RUN_ID_LENGTH
-        ), f"{file_token}.{extension}"
+            run_token, file_token = new_token(RUN_ID_LENGTH), new_token(FILE_NAME_LENGTH)
+        else:
+            number = await self.store.next_run_number()
+            seed = self.settings.seed
+            run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
+            file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+        return f"run_{run_token}", f"{file_token}.{extension}"
 
     async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
         """The run, after the poll's faults (a rule's, else the header's) are applied."""

@@ -51,7 +51,6 @@ from mock_runbase.config_file import (
 from mock_runbase.errors import RunbaseError
 from mock_runbase.rules import Rule, rule_from_body
 from mock_runbase.runs import Run
-from mock_runbase.scenarios import SCENARIOS
 from mock_runbase.spec import Spec
 from mock_runbase.store import AccountState, PendingRefund, StoredState, pending_refund
 from mock_runbase.validation import ValidatedRequest, parse_create_request
@@ -258,10 +257,10 @@ def check_runs(document: Mapping[str, Any], spec: Spec) -> None:
     entries = document.get("runs")
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         if isinstance(entry, dict) and "model" in entry and "input" in entry:
-            created(entry, f"runs[{index}]", spec)
+            checked_create(entry, f"runs[{index}]", spec)
 
 
-def created(entry: Mapping[str, Any], where: str, spec: Spec) -> ValidatedRequest:
+def checked_create(entry: Mapping[str, Any], where: str, spec: Spec) -> ValidatedRequest:
     """The run's model and input, as its create was checked (``model_not_found``, ...)."""
     body = orjson.dumps({"model": entry["model"], "input": entry["input"]})
     try:
@@ -272,15 +271,12 @@ def created(entry: Mapping[str, Any], where: str, spec: Spec) -> ValidatedReques
 
 
 def run_of(entry: Mapping[str, Any], where: str, spec: Spec) -> Run:
-    request = created(entry, where, spec)
-    model = request.model
-    if entry["scenario"] not in SCENARIOS:
-        raise StateError(f"{where}.scenario", f"not one of {', '.join(SCENARIOS)}")
-    run = Run(
+    request = checked_create(entry, where, spec)
+    return Run(
         id=entry["id"],
         account=entry["account"],
         key=entry["key"],
-        model=model.id,
+        model=request.model.id,
         input=request.input,
         cost_usd=int(entry["costUsd"]),
         created_ms=parse_timestamp(entry["createdAt"]),
@@ -294,7 +290,6 @@ def run_of(entry: Mapping[str, Any], where: str, spec: Spec) -> Run:
         image_seed=int(entry["imageSeed"]),
         scenario=entry["scenario"],
     )
-    return run
 
 
 def check_unique(values: list[str], where: str, field: str) -> None:
