@@ -175,9 +175,11 @@ def serve(args: argparse.Namespace) -> int:
         from mock_runbase.replay import ReplayApp
 
         try:
-            served = ReplayApp(app, Cassette.load(options.replay), app.state.service.spec)
+            cassette = Cassette.load(options.replay)
+            served = ReplayApp(app, cassette, app.state.service.spec)
         except (ValueError, OSError) as error:
             return refuse(f"--replay {options.replay}: {error}")
+        app.state.service.reserved_names = cassette.run_names()  # its runs are not the mock's
         lines.insert(-4, f"  replay:     {len(served)} recorded exchanges from {options.replay}")
     freeze_startup_objects()
     if options.workers > 1:

@@ -109,6 +109,7 @@ class RunbaseService:
         self.media_cache = MediaCache(max_bytes=settings.image_cache_mb * 1024 * 1024)
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
+        self.reserved_names: frozenset[str] = frozenset()  # another's: a replayed cassette's
         self.state_schema = control.compile(STATE_SCHEMA)
         self.initial_state = state_file(self, settings.state) if settings.state else None
 
@@ -223,15 +224,19 @@ class RunbaseService:
     async def run_names(self, extension: str) -> tuple[str, str]:
         """A new run's id and file name. On a real clock, random and unguessable; on a
         virtual one, the seeded names of the store's next run number, so fresh mocks with the
-        same --seed given the same requests answer the same ids and URLs."""
-        if not self.clock.virtual:
-            run_token, file_token = new_token(RUN_ID_LENGTH), new_token(FILE_NAME_LENGTH)
-        else:
-            number = await self.store.next_run_number()
-            seed = self.settings.seed
-            run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
-            file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
-        return f"run_{run_token}", f"{file_token}.{extension}"
+        same --seed given the same requests answer the same ids and URLs (a number whose
+        names are reserved is skipped)."""
+        while True:
+            if not self.clock.virtual:
+                run_token, file_token = new_token(RUN_ID_LENGTH), new_token(FILE_NAME_LENGTH)
+            else:
+                number = await self.store.next_run_number()
+                seed = self.settings.seed
+                run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
+                file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+            run_id, file_name = f"run_{run_token}", f"{file_token}.{extension}"
+            if run_id not in self.reserved_names and file_name not in self.reserved_names:
+                return run_id, file_name
 
     async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
         """The run, after the poll's faults (a rule's, else the header's) are applied."""

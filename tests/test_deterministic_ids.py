@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from mock_runbase.app import create_app
+from mock_runbase.cassette import Cassette, Recorded
 from mock_runbase.runs import new_token, seeded_token
 from mock_runbase.settings import MockSettings
 from tests.conftest import GPT, KEY, OTHER_KEY
@@ -162,6 +163,19 @@ def test_a_reset_starts_the_sequence_again(make_mock: Any) -> None:
     before = [mock.create().json()["id"] for _ in range(2)]
     assert mock.client.post("/_mock/reset").status_code == 200
     assert [mock.create().json()["id"] for _ in range(2)] == before
+
+
+def test_names_a_replayed_cassette_answers_for_are_never_a_new_runs(make_mock: Any) -> None:
+    first = "run_" + seeded_token(0, "run", 1)
+    answer = b'{"id": "%s", "output": {"urls": ["http://x/files/generated/Ab1.png"]}}' % (
+        first.encode()
+    )
+    poll = Recorded("GET", f"/v1/runs/{first}", "", {}, b"", 200, {}, answer)
+    cassette = Cassette("http://x", [poll])
+    assert cassette.run_names() == {first, "Ab1.png"}
+    mock = make_mock()
+    mock.client.app.state.service.reserved_names = cassette.run_names()
+    assert mock.create().json()["id"] == "run_" + seeded_token(0, "run", 2)
 
 
 def test_workers_sharing_one_redis_store_never_hand_out_the_same_id(
