@@ -43,6 +43,7 @@ from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService, ServedFile
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec, load_spec
+from mock_runbase.state_transfer import save_state
 from mock_runbase.store import MemoryStore, Store
 from mock_runbase.wire_faults import BrokenAnswer, BrokenConnection, break_connection
 
@@ -118,7 +119,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
             else []
         ),
         exception_handlers=exception_handlers,
-        lifespan=closing(store),
+        lifespan=closing(service),
     )
     api: ASGIApp = HotRoutes(
         prefixes=API_PREFIXES,
@@ -129,6 +130,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     )
     if settings.replay is not None:
         app.replay = replaying(api, settings, spec)
+        service.reserved_names = app.replay.cassette.run_names()  # its runs are not the mock's
         service.on_reset.append(app.replay.rewind)
         api = app.replay
     app.entry = JournalMiddleware(
@@ -219,11 +221,17 @@ def make_clock(settings: MockSettings, store: Store) -> Clock:
     return store.virtual_clock(DEFAULT_VIRTUAL_START)
 
 
-def closing(store: Store) -> Any:
+def closing(service: RunbaseService) -> Any:
+    """At shutdown (SIGINT, SIGTERM): the state saved to ``--state``, then the store closed."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await store.close()
+        try:
+            if service.settings.state is not None:
+                await save_state(service, service.settings.state)
+        finally:
+            await service.store.close()
 
     return lifespan
 

@@ -12,6 +12,7 @@ wherever else it appears. ``serve --replay`` reads it back (``mock_runbase.repla
 from __future__ import annotations
 
 import base64
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = ["FORMAT", "Cassette", "CassetteWriter", "Recorded", "decode_body", "e
 
 FORMAT = "mock-runbase"
 VERSION = 1
+RUN_NAMES = re.compile(rb"run_[0-9A-Za-z]+|(?<=/files/generated/)[0-9A-Za-z]+\.[0-9a-z]+")
 
 
 def encode_body(body: bytes) -> dict[str, str]:
@@ -143,6 +145,15 @@ class Cassette:
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                     raise ValueError(f"{path}:{number}: not a cassette line") from None
         return cls(upstream, exchanges)
+
+    def run_names(self) -> frozenset[str]:
+        """The run ids and file names its answers hold: a mock replaying it must not give
+        them to runs of its own, whose polls and files the cassette would answer instead."""
+        return frozenset(
+            name.decode()
+            for exchange in self.exchanges
+            for name in RUN_NAMES.findall(exchange.response_body)
+        )
 
 
 class CassetteWriter:

@@ -84,6 +84,7 @@ def add_serve_parser(commands: Any) -> None:
         help="with --replay: answer a request the cassette lacks 501 not_recorded, not the mock",
     )
     add("--media-dir", help="your own images and videos, for rules' effect.media (default none)")
+    add("--state", help="a JSON file: the state loaded at start if it is there, saved at exit")
 
 
 def add_contract_parser(commands: Any) -> None:
@@ -222,6 +223,7 @@ def startup_lines(options: ServeOptions, settings: MockSettings, service: Any) -
         if settings.clock == "virtual"
         else None,
         example=first_request_example(document),
+        state=service.initial_state,
     )
 
 

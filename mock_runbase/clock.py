@@ -43,6 +43,9 @@ class SettableClock(Clock, Protocol):
 
     async def rewind(self) -> None: ...
 
+    async def restore(self, when_ms: int) -> None:
+        """Set the time to ``when_ms``, even back: the instant a loaded state is of."""
+
 
 class SystemClock:
     virtual = False
@@ -80,6 +83,10 @@ class VirtualClock:
 
     async def rewind(self) -> None:
         self.reset()
+
+    async def restore(self, when_ms: int) -> None:
+        with self._lock:
+            self._now_ms = when_ms
 
     def advance(self, seconds: float) -> int:
         if not seconds >= 0:

@@ -47,6 +47,7 @@ from mock_runbase.own_media import MediaDirectory
 from mock_runbase.rule_checks import RuleError, checked_rule
 
 __all__ = [
+    "CONTROL_KEY_FIELDS",
     "EMPTY",
     "ConfigFile",
     "KeyEntry",
@@ -57,6 +58,15 @@ __all__ = [
     "load_config",
     "rule_checker",
 ]
+
+CONTROL_KEY_FIELDS = {  # a key's fields in the control API (camelCase) -> here (snake_case)
+    "key": "key",
+    "spendLimitCents": "spend_limit_cents",
+    "ipAllowList": "ip_allow_list",
+    "disabled": "disabled",
+    "expiresAt": "expires_at",
+    "usageQuota": "usage_quota",
+}
 
 # A problem with one rule, as the control API would phrase it (None: the rule is good).
 RuleCheck = Callable[[Mapping[str, Any]], "RuleProblem | None"]

@@ -28,6 +28,7 @@ from mock_runbase.model_views import catalog_view
 from mock_runbase.rule_checks import RuleError, checked_rule
 from mock_runbase.runs import file_path, run_view, status_at
 from mock_runbase.scenarios import describe
+from mock_runbase.state_transfer import export_state, import_state
 
 if TYPE_CHECKING:
     from mock_runbase.control_spec import ControlSpec
@@ -203,7 +204,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
             query.get("limit", 100),
             None if wanted is None else lambda run: status_at(run, now) == wanted,
         )
-        base = f"{request.url.scheme}://{request.url.netloc}"
+        base = output_base(request)
         return json({"runs": [mock_run_view(run, now, base) for run in found]})
 
     async def force_state(request: Request) -> Response:
@@ -215,8 +216,16 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
             body.get("error"),
             await account_scope(request),
         )
-        base = f"{request.url.scheme}://{request.url.netloc}"
+        base = output_base(request)
         return json(mock_run_view(run, await service.now(), base))
+
+    async def get_state(request: Request) -> Response:
+        whole_mock(request)
+        return json(await export_state(service_of(request)))
+
+    async def put_state(request: Request) -> Response:
+        whole_mock(request)
+        return json(await import_state(service_of(request), await json_of(request)))
 
     async def document_yaml(request: Request) -> Response:
         return Response(control.yaml_text, media_type="application/yaml")
@@ -242,6 +251,7 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         Route(f"{PREFIX}/requests/count", count_requests, methods=["GET"]),
         Route(f"{PREFIX}/runs", runs, methods=["GET"]),
         Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
+        route(f"{PREFIX}/state", GET=get_state, PUT=put_state),
     ]
 
 
@@ -282,6 +292,18 @@ async def account_scope(request: Request) -> str | None:
     return own
 
 
+def whole_mock(request: Request) -> None:
+    """The state is every account's (their runs, keys and money): no call scoped to one
+    account reads or replaces it."""
+    if keyed(request) or "account" in request.query_params:
+        raise RunbaseError(
+            403,
+            "forbidden_account",
+            "The state is the whole mock's (every account's runs, keys and money): call "
+            "/_mock/state without a key and without ?account=",
+        )
+
+
 def keyed(request: Request) -> bool:
     """Whether the call is scoped by the caller's own key (``account_scope`` checked it)."""
     return "authorization" in request.headers
@@ -305,6 +327,12 @@ def virtual_clock(service: RunbaseService) -> SettableClock:
 
 async def clock_view(service: RunbaseService) -> dict[str, Any]:
     return {"now": format_ms(await service.now()), "virtual": service.clock.virtual}
+
+
+def output_base(request: Request) -> str:
+    """Where output URLs point, as on the runs API: ``--public-url``, else the host asked."""
+    configured = service_of(request).settings.public_url
+    return configured or f"{request.url.scheme}://{request.url.netloc}"
 
 
 def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:

@@ -62,7 +62,10 @@ from mock_runbase.runs import Run, new_token
 from mock_runbase.store import (
     DEFAULT_RUN_TTL_MS,
     AccountState,
+    PendingRefund,
+    RunNameTaken,
     Snapshot,
+    StoredState,
     pending_refund,
     wall_ms,
 )
@@ -100,15 +103,17 @@ end
 
 SETTLE = SETTLE_FUNCTION + "return settle(KEYS[1], KEYS[2], ARGV[1])"
 
-# Settle, check (as accounts.check_charge: quota, key spend limit, balance), then charge and
-# store the run, all in one atomic step. KEYS: ledger, refunds, accounts, run, file, runs
-# index, account's runs index. ARGV: now, key, cost, quota, spend limit (micro-USD; '' for
-# none), starting balance, account, run id, run JSON, TTL ms, stored at, refund member, fails at
+# Settle, check (the run's names are free, then as accounts.check_charge: quota, key spend
+# limit, balance), then charge and store the run, all in one atomic step. KEYS: ledger,
+# refunds, accounts, run, file, runs index, account's runs index. ARGV: now, key, cost, quota,
+# spend limit (micro-USD; '' for none), starting balance, account, run id, run JSON, TTL ms,
+# stored at, refund member, fails at
 CREATE = (
     SETTLE_FUNCTION
     + """
 local ledger, key, cost = KEYS[1], ARGV[2], tonumber(ARGV[3])
 settle(KEYS[2], ledger, ARGV[1])
+if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then return {'taken'} end
 local function get(name) return tonumber(redis.call('HGET', ledger, name) or '0') end
 if ARGV[4] ~= '' and get('runs:' .. key) >= tonumber(ARGV[4]) then return {'quota'} end
 local key_spent = get('charged:' .. key) - get('refunded:' .. key)
@@ -307,6 +312,9 @@ class RedisStore:
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
         self.rate_limit = rate_limit
 
+    async def next_run_number(self) -> int:
+        return int(await self.redis.incr(self.k("run_numbers")))
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
@@ -337,6 +345,8 @@ class RedisStore:
                 "" if refund is None else refund.fails_at_ms,
             ],
         )
+        if outcome[0] == "taken":
+            raise RunNameTaken(run.id)
         if outcome[0] == "quota":
             raise usage_exceeded()
         if outcome[0] == "spend":
@@ -540,6 +550,79 @@ class RedisStore:
                 pipe.set(version, new_token())
             await pipe.execute()
 
+    # --- the state as one document ---------------------------------------------------------
+
+    async def export_state(self, now_ms: int) -> StoredState:
+        """Read piece by piece, not in one transaction: take it while the mock is quiet."""
+        names = await self.account_names()
+        for name in names:
+            await self.settle(name, now_ms)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrange(self.k("runs"), 0, -1)
+            pipe.hgetall(self.k("overrides"))
+            pipe.get(self.k("run_numbers"))
+            pipe.get(self.k("rules", "next"))
+            for name in names:
+                pipe.hgetall(self.k("ledger", name))
+                pipe.zrange(self.k("refunds", name), 0, -1, withscores=True)
+            run_ids, overrides, run_numbers, rule_numbers, *per_account = await pipe.execute()
+        refunds = {}
+        for name, pending in zip(names, per_account[1::2], strict=True):
+            for member, fails_at in pending:
+                cost, run_id, key = member.split(":", 2)
+                refunds[run_id] = PendingRefund(int(fails_at), name, key, int(cost))
+        return StoredState(
+            runs=[run for run in await self.load_runs(run_ids) if run is not None],
+            overrides=parse_overrides(overrides),
+            ledgers={
+                name: account_state(raw) for name, raw in zip(names, per_account[::2], strict=True)
+            },
+            refunds=refunds,
+            rules=await self.rules(None),
+            run_numbers=int(run_numbers or 0),
+            rule_numbers=int(rule_numbers or 0),
+        )
+
+    async def import_state(self, state: StoredState) -> None:
+        """One transaction: every key of the mock but the journal's and the clock's is replaced.
+        The runs' index scores (their time of storing) are now, a millisecond apart, in order."""
+        kept = {self.k("journal"), self.k("journal", "seq"), self.k("clock")}
+        versions = {self.k("overrides", "version"), self.k("rules", "version")}
+        doomed = [
+            key
+            async for key in self.redis.scan_iter(match=self.prefix + "*", count=1000)
+            if key not in kept | versions
+        ]
+        now = self.wall_clock()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for start in range(0, len(doomed), 1000):
+                pipe.unlink(*doomed[start : start + 1000])
+            for version in versions:
+                pipe.set(version, new_token())
+            for name, override in state.overrides.items():
+                pipe.hset(self.k("overrides"), name, orjson.dumps(override.to_data()))
+            for name, ledger in state.ledgers.items():
+                pipe.hset(self.k("ledger", name), mapping=ledger_fields(ledger))
+                pipe.sadd(self.k("accounts"), name)
+            for age, run in enumerate(reversed(state.runs)):
+                stored_at = now - age
+                pipe.set(self.k("run", run.id), dump_run(run), px=self.run_ttl_ms)
+                pipe.set(self.k("file", run.file_name), run.id, px=self.run_ttl_ms)
+                for index in (self.k("runs"), self.k("runs", run.account)):
+                    pipe.zadd(index, {run.id: stored_at})
+            for run_id, refund in state.refunds.items():
+                member = member_of(run_id, refund.cost_usd, refund.key)
+                pipe.zadd(self.k("refunds", refund.account), {member: refund.fails_at_ms})
+            for rule in state.rules:
+                stored = orjson.dumps({"body": rule.body, "seed": rule.seed})
+                pipe.hset(self.k("rules"), rule.id, stored)
+                counts = {"matches": rule.matches, "hits": rule.hits}
+                pipe.hset(self.k("rule", rule.id), mapping=counts)
+            pipe.set(self.k("rules", "seeded"), 1)
+            pipe.set(self.k("rules", "next"), state.rule_numbers)
+            pipe.set(self.k("run_numbers"), state.run_numbers)
+            await pipe.execute()
+
     async def load_runs(self, run_ids: list[str]) -> list[Run | None]:
         if not run_ids:
             return []
@@ -648,6 +731,9 @@ class SharedVirtualClock:
     async def rewind(self) -> None:
         await self.redis.set(self.key, self.start_ms)
 
+    async def restore(self, when_ms: int) -> None:
+        await self.redis.set(self.key, when_ms)
+
 
 JOURNAL_FIELDS = [f.name for f in fields(JournalEntry) if f.name != "seq"]
 
@@ -661,12 +747,26 @@ def load_run(text: str | None) -> Run | None:
 
 
 def refund_member(run: Run) -> str:
+    return member_of(run.id, run.cost_usd, run.key)
+
+
+def member_of(run_id: str, cost_usd: int, key: str) -> str:
     """cost:run_id:key (the key last: it is the only part that may contain a colon)."""
-    return f"{run.cost_usd}:{run.id}:{run.key}"
+    return f"{cost_usd}:{run_id}:{key}"
 
 
 def parse_overrides(raw: dict[str, str]) -> dict[str, AccountOverride]:
     return {name: AccountOverride.from_data(orjson.loads(text)) for name, text in raw.items()}
+
+
+def ledger_fields(state: AccountState) -> dict[str, int]:
+    """The ledger hash of ``state`` (``account_state`` reads it back)."""
+    fields = {"charged": state.ledger.charged, "refunded": state.ledger.refunded}
+    fields["runs"] = state.ledger.runs
+    for key, ledger in state.keys.items():
+        fields |= {f"charged:{key}": ledger.charged, f"refunded:{key}": ledger.refunded}
+        fields[f"runs:{key}"] = ledger.runs
+    return fields
 
 
 def account_state(raw: dict[str, str]) -> AccountState:

@@ -36,6 +36,7 @@ __all__ = [
     "new_token",
     "plan_timing",
     "run_view",
+    "seeded_token",
     "status_at",
     "timing_for",
 ]
@@ -190,6 +191,13 @@ _BYTE_TO_CHAR = bytes(_ALPHABET[byte % len(_ALPHABET)] for byte in range(256))
 def new_token(length: int = 22) -> str:
     """An opaque, unguessable base62 token of ``length`` characters (22 carry ~131 bits)."""
     return secrets.token_bytes(length).translate(_BYTE_TO_CHAR).decode("ascii")
+
+
+def seeded_token(seed: int, purpose: str, number: int, length: int = 22) -> str:
+    """A token shaped like ``new_token``'s, but a pure function of its arguments: the
+    ``number``-th name of a ``purpose`` (a run's id, its file) under ``seed``."""
+    digest = hashlib.blake2b(f"{seed}:{purpose}:{number}".encode(), digest_size=length).digest()
+    return digest.translate(_BYTE_TO_CHAR).decode("ascii")
 
 
 def forced(run: Run, status: str, now_ms: int, error: dict[str, str] | None) -> Run:

@@ -32,10 +32,12 @@ from mock_runbase.settings import (
     RateLimitSetting,
     Seconds,
     Seed,
+    StateFile,
     StorePrefix,
     StoreUrl,
     TimingName,
     replay_strict_problem,
+    state_problem,
     store_prefix_problem,
 )
 
@@ -89,6 +91,7 @@ class ServeOptions(BaseSettings):
     replay: ExistingFile | None = None
     replay_strict: bool = False
     media_dir: ExistingDirectory | None = None
+    state: StateFile | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -123,6 +126,7 @@ class ServeOptions(BaseSettings):
             media_dir=self.media_dir,
             replay=self.replay,
             replay_strict=self.replay_strict,
+            state=self.state,
         )
 
 
@@ -198,6 +202,9 @@ def conflicts(options: ServeOptions, sources: Sources) -> list[str]:
     prefix_problem = store_prefix_problem(options.store, options.store_prefix)
     if prefix_problem:
         problems.append(f"{sources.label('store_prefix')}: {prefix_problem} (--store redis://...)")
+    state = state_problem(options.store, options.state)
+    if state:
+        problems.append(f"{sources.label('state')} with {sources.label('store')}: {state}")
     if options.no_rate_limit and sources.given("rate_limit"):
         problems.append(
             f"{sources.label('rate_limit')} and {sources.label('no_rate_limit')}: "

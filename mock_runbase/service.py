@@ -27,6 +27,7 @@ from mock_runbase.accounts import (
 from mock_runbase.catalog import Model
 from mock_runbase.clock import Clock, SettableClock, format_ms
 from mock_runbase.config_file import (
+    CONTROL_KEY_FIELDS,
     EMPTY,
     KeyEntry,
     key_path,
@@ -50,6 +51,7 @@ from mock_runbase.runs import (
     input_seed,
     new_token,
     plan_timing,
+    seeded_token,
     status_at,
     timing_for,
 )
@@ -57,22 +59,17 @@ from mock_runbase.scenario_choice import Choice, requested_scenario, with_warnin
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
-from mock_runbase.store import Snapshot, Store
+from mock_runbase.state_transfer import STATE_SCHEMA, install_state, state_file
+from mock_runbase.store import RunNameTaken, Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 from mock_runbase.wire_faults import BrokenConnection, answer_fault
 
 __all__ = ["Caller", "Created", "Media", "Polled", "RunbaseService", "ServedFile"]
 
 PROMPT_EXCERPT = 160
+RUN_ID_LENGTH = 22
+FILE_NAME_LENGTH = 20
 MAX_NAMES_SHOWN = 20
-KEY_FIELDS = {  # control API (camelCase) -> config file (snake_case)
-    "key": "key",
-    "spendLimitCents": "spend_limit_cents",
-    "ipAllowList": "ip_allow_list",
-    "disabled": "disabled",
-    "expiresAt": "expires_at",
-    "usageQuota": "usage_quota",
-}
 
 
 class Caller(NamedTuple):  # built on every request: a NamedTuple is the cheapest
@@ -123,11 +120,8 @@ class RunbaseService:
         self.store = store
         self.settings = settings
         self.own_media = own_media or MediaDirectory(settings.media_dir, listed=True)
-        self.config = (
-            load_config(settings.config, rule_checker(control, spec.catalog, self.own_media))
-            if settings.config
-            else EMPTY
-        )
+        self.check_rule = rule_checker(control, spec.catalog, self.own_media)
+        self.config = load_config(settings.config, self.check_rule) if settings.config else EMPTY
         self.config_rules = self.config.rules
         self.base_directory = self.configured_directory()
         self.last_directory = self.base_directory  # as last read: for the journal, sync
@@ -135,6 +129,9 @@ class RunbaseService:
         self.started = False
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # latency; tests replace it
         self.on_reset: list[Callable[[], None]] = []  # what a global reset also rewinds
+        self.reserved_names: frozenset[str] = frozenset()  # another's: a replayed cassette's
+        self.state_schema = control.compile(STATE_SCHEMA)
+        self.initial_state = state_file(self, settings.state) if settings.state else None
 
     def configured_directory(self) -> Directory:
         directory = self.config.directory(
@@ -150,11 +147,16 @@ class RunbaseService:
         return directory
 
     async def start(self) -> None:
-        """Work that needs the store: the config file's rules, once per store (a shared store
-        keeps them, so a second process or a restart does not add them twice)."""
+        """Work that needs the store: the state of ``--state``, else the config file's rules,
+        once per store (a shared store keeps them, so a second process or a restart does not
+        add them twice)."""
         if self.started:
             return
-        await self.store.add_rules_once(self.config_rules, self.settings.seed)
+        if self.initial_state is not None:
+            loaded, self.initial_state = self.initial_state, None
+            await install_state(self, loaded)
+        else:
+            await self.store.add_rules_once(self.config_rules, self.settings.seed)
         self.started = True
 
     async def snapshot(self) -> Snapshot:
@@ -221,8 +223,9 @@ class RunbaseService:
         if choice.media is not None:
             own = await self.own_file(choice.media, 500, "internal_error")
             width, height, extension = own.width, own.height, own.extension
+        run_id, file_name = await self.run_names(extension)
         run = Run(
-            id="run_" + new_token(),
+            id=run_id,
             account=key.account,
             key=key.key,
             model=request.model.id,
@@ -235,14 +238,36 @@ class RunbaseService:
             error=effect.error,
             width=width,
             height=height,
-            file_name=f"{new_token(20)}.{extension}",
+            file_name=file_name,
             image_seed=seed,
             scenario=choice.name,
             media=choice.media,
         )
         account = caller.snapshot.directory.account(key.account)
-        await self.store.create_run(run, key, account, now)
-        return run
+        while True:
+            try:
+                await self.store.create_run(run, key, account, now)
+                return run
+            except RunNameTaken:  # a seeded name a loaded state already holds: the next one
+                run_id, file_name = await self.run_names(extension)
+                run = replace(run, id=run_id, file_name=file_name)
+
+    async def run_names(self, extension: str) -> tuple[str, str]:
+        """A new run's id and file name. On a real clock, random and unguessable; on a
+        virtual one, the seeded names of the store's next run number, so fresh mocks with the
+        same --seed given the same requests answer the same ids and URLs (a number whose
+        names are reserved is skipped)."""
+        while True:
+            if not self.clock.virtual:
+                run_token, file_token = new_token(RUN_ID_LENGTH), new_token(FILE_NAME_LENGTH)
+            else:
+                number = await self.store.next_run_number()
+                seed = self.settings.seed
+                run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
+                file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+            run_id, file_name = f"run_{run_token}", f"{file_token}.{extension}"
+            if run_id not in self.reserved_names and file_name not in self.reserved_names:
+                return run_id, file_name
 
     async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
         """The run, after the poll's faults (a rule's, else the header's) are applied."""
@@ -416,7 +441,9 @@ class RunbaseService:
         keys = []
         for index, entry in enumerate(entries):
             try:
-                declared = KeyEntry.model_validate({KEY_FIELDS[k]: v for k, v in entry.items()})
+                declared = KeyEntry.model_validate(
+                    {CONTROL_KEY_FIELDS[k]: v for k, v in entry.items()}
+                )
             except ValidationError as error:
                 detail = error.errors(include_url=False)[0]
                 where = key_path(("keys", index, *detail["loc"]))

@@ -36,10 +36,12 @@ __all__ = [
     "RateLimitSetting",
     "Seconds",
     "Seed",
+    "StateFile",
     "StorePrefix",
     "StoreUrl",
     "TimingName",
     "replay_strict_problem",
+    "state_problem",
     "store_prefix_problem",
 ]
 
@@ -118,6 +120,19 @@ def existing_directory(value: Path) -> Path:
     return value
 
 
+def state_file(value: Path) -> Path:
+    """A file to read at start if it is there, and to write at exit: its directory exists."""
+    if value.is_dir():
+        raise PydanticCustomError("file", "a directory, not a file")
+    if not value.parent.is_dir():
+        raise PydanticCustomError(
+            "state_file",
+            "no such directory: {parent} (the state is written there at exit)",
+            {"parent": str(value.parent)},
+        )
+    return value
+
+
 def cors_origins(value: Any) -> Any:
     """``*``, or origins separated by commas: ``http://localhost:3000,https://app.test``."""
     origins = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
@@ -144,6 +159,7 @@ RateLimitSetting = Annotated[RateLimit, BeforeValidator(rate_limit)]
 PublicUrl = Annotated[str, AfterValidator(public_url)]
 ExistingFile = Annotated[Path, AfterValidator(existing_file)]
 ExistingDirectory = Annotated[Path, AfterValidator(existing_directory)]
+StateFile = Annotated[Path, AfterValidator(state_file)]
 CorsOrigins = Annotated[tuple[str, ...], BeforeValidator(cors_origins), Field(min_length=1)]
 
 
@@ -152,6 +168,15 @@ AtLeastOne = Annotated[int, Field(ge=1)]
 MicroUsd = Annotated[int, Field(ge=0, le=10**15)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 AdminToken = Annotated[str, Field(min_length=1)]
+
+
+def state_problem(store: str, state: Path | None) -> str | None:
+    if state is not None and store != "memory":
+        return (
+            "a state file keeps the memory store's state across restarts; a Redis store keeps "
+            "its own (move a state in or out with GET and PUT /_mock/state)"
+        )
+    return None
 
 
 def store_prefix_problem(store: str, prefix: str | None) -> str | None:
@@ -190,6 +215,7 @@ class MockSettings:
     media_dir: ExistingDirectory | None = None  # files a rule's effect.media serves
     replay: ExistingFile | None = None  # a cassette (proxy --record) whose answers are given
     replay_strict: bool = False  # a request the cassette does not hold: 501, not the mock
+    state: StateFile | None = None  # loaded at start if it is there, saved at exit
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:
@@ -199,4 +225,11 @@ class MockSettings:
         problem = replay_strict_problem(self.replay, self.replay_strict)
         if problem:
             raise ValueError(f"replay_strict: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def state_needs_memory(self) -> MockSettings:
+        problem = state_problem(self.store, self.state)
+        if problem:
+            raise ValueError(f"state: {problem}")
         return self

@@ -1,6 +1,6 @@
 """What ``mock-runbase serve`` prints before it listens: where to reach it, and a summary of
-what it loaded (models, accounts and keys, rules, clock, timing, store), so a user sees at a
-glance that the mock is set up as intended."""
+what it loaded (models, accounts and keys, rules, clock, timing, store, state file), so a user
+sees at a glance that the mock is set up as intended."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mock_runbase.own_media import MediaDirectory, kind_of
 from mock_runbase.redis_store import redacted_url
 from mock_runbase.serve_options import ServeOptions
 from mock_runbase.settings import MockSettings
+from mock_runbase.state_document import LoadedState
 
 __all__ = ["banner", "first_request_example"]
 
@@ -30,6 +31,7 @@ def banner(
     rules: int,
     virtual_start_ms: int | None,
     example: dict[str, Any],
+    state: LoadedState | None = None,
 ) -> list[str]:
     host = "localhost" if options.host in LOOPBACK_OR_ANY else options.host
     base = f"http://{host}:{options.port}"
@@ -46,6 +48,7 @@ def banner(
         f"  rate limit: {rate_limit_line(settings)}",
         f"  store:      {store_line(settings)}",
         *([f"  media:      {media_line(settings.media_dir)}"] if settings.media_dir else []),
+        *([f"  state:      {state_line(settings, state)}"] if settings.state else []),
         *(["  /_mock:     needs X-Mock-Admin-Token"] if settings.admin_token else []),
         "  try:",
         f"    curl -s {base}/v1/runs -H 'Authorization: Bearer sk-test' \\",
@@ -110,6 +113,16 @@ def media_line(media_dir: Path) -> str:
     kinds = Counter(kind_of(name) for name in names)
     counted = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no file"
     return f"{media_dir} ({counted} for rules' effect.media)"
+
+
+def state_line(settings: MockSettings, state: LoadedState | None) -> str:
+    if state is None:
+        return f"{settings.state}, not there yet: starts empty; saved at exit"
+    found = state.summary()
+    return (
+        f"{settings.state}: {found['runs']} runs, {found['accounts']} accounts changed, "
+        f"{found['rules']} rules, clock at {format_ms(state.now_ms)}; saved at exit"
+    )
 
 
 def first_request_example(document: dict[str, Any]) -> dict[str, Any]:

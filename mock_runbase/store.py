@@ -27,7 +27,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from mock_runbase.accounts import (
@@ -51,8 +51,10 @@ __all__ = [
     "AccountState",
     "MemoryStore",
     "PendingRefund",
+    "RunNameTaken",
     "Snapshot",
     "Store",
+    "StoredState",
 ]
 
 DEFAULT_RUN_TTL_MS = 24 * 3600 * 1000
@@ -81,6 +83,11 @@ class Snapshot(NamedTuple):  # a NamedTuple: built on every request, the cheapes
     rules: list[Rule]
 
 
+class RunNameTaken(Exception):
+    """``create_run`` was given a run id or file name a run of the store already has (only a
+    seeded name can be: one a loaded state holds); nothing was written."""
+
+
 class PendingRefund(NamedTuple):
     """A run's cost, to give back at the instant it fails (if its fate does not change)."""
 
@@ -88,6 +95,32 @@ class PendingRefund(NamedTuple):
     account: str
     key: str
     cost_usd: int
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """Everything a store keeps but the journal and the rate-limit windows: what
+    ``GET /_mock/state`` exports and ``PUT /_mock/state`` brings back (``state_document``).
+
+    Refunds are settled up to the instant of the export; ``refunds`` are those still pending,
+    by run id (a run's own, or an expired run's: money is never forgotten)."""
+
+    runs: list[Run]  # oldest first
+    overrides: dict[str, AccountOverride]
+    ledgers: dict[str, AccountState]
+    refunds: dict[str, PendingRefund]
+    rules: list[Rule]  # in order, with their match and hit counts
+    run_numbers: int  # run numbers handed out (``next_run_number``)
+    rule_numbers: int  # the last rule's number (rule_N)
+
+
+def copied_ledgers(ledgers: dict[str, AccountState]) -> dict[str, AccountState]:
+    return {
+        name: AccountState(
+            replace(state.ledger), {key: replace(ledger) for key, ledger in state.keys.items()}
+        )
+        for name, state in ledgers.items()
+    }
 
 
 def pending_refund(run: Run) -> PendingRefund | None:
@@ -117,9 +150,15 @@ class Store(Protocol):
 
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None: ...
 
+    async def next_run_number(self) -> int:
+        """The next number of this store's run sequence: 1, 2, ... (from 1 again after a
+        global reset), each handed out once among all the processes sharing the store."""
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
-    ) -> None: ...
+    ) -> None:
+        """Charge and store ``run``, or raise (the checks of ``accounts.check_charge``, or
+        ``RunNameTaken``) and change nothing."""
 
     async def replace_run(self, run: Run, now_ms: int) -> None: ...
 
@@ -157,6 +196,13 @@ class Store(Protocol):
 
     async def reset(self, account: str | None = None) -> None: ...
 
+    async def export_state(self, now_ms: int) -> StoredState:
+        """Everything but the journal, refunds settled up to ``now_ms``."""
+
+    async def import_state(self, state: StoredState) -> None:
+        """Replace everything but the journal with ``state`` at once (rate-limit windows start
+        empty, the config file's rules count as added); runs are kept ``run_ttl_ms`` from now."""
+
 
 class MemoryStore:
     unavailable_errors: tuple[type[Exception], ...] = ()
@@ -185,6 +231,7 @@ class MemoryStore:
         self._rules: list[Rule] = []
         self._rules_seeded = False
         self._rule_numbers = 0
+        self._run_numbers = 0
         self._journal: deque[tuple[int, Exchange]] = deque(maxlen=journal_size)  # (seq, it)
         self._journal_seq = 0
 
@@ -221,10 +268,17 @@ class MemoryStore:
     def set_rate_limit(self, rate_limit: RateLimit | None) -> None:
         self.limiter = MovingWindowLimiter(rate_limit) if rate_limit else None
 
+    async def next_run_number(self) -> int:
+        self._run_numbers += 1
+        return self._run_numbers
+
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
         self._settle(now_ms)
+        self._forget_expired_runs()  # first, so an expired run's name counts as free, as in Redis
+        if run.id in self.runs or run.file_name in self.files:
+            raise RunNameTaken(run.id)
         state = self.accounts.get(account.name) or AccountState()
         key_ledger = state.keys.get(key.key) or Ledger()
         check_charge(key, key_ledger, account, state.ledger, run.cost_usd)
@@ -237,7 +291,6 @@ class MemoryStore:
         self.runs[run.id] = run
         self.files[run.file_name] = run.id
         self._schedule_refund(run)
-        self._forget_expired_runs()
         stored_ms = self.wall_clock()
         self._stored_at.append((stored_ms, run.id))
         self._stored_ms[run.id] = stored_ms
@@ -323,21 +376,9 @@ class MemoryStore:
 
     async def reset(self, account: str | None = None) -> None:
         if account is None:
-            self.runs.clear()
-            self.files.clear()
-            self.accounts.clear()
-            self._stored_at.clear()
-            self._stored_ms.clear()
-            self._failures.clear()
-            self._refunds.clear()
-            self._overrides.clear()
-            self._snapshot = None
-            self._rules.clear()
-            self._rules_seeded = False
-            self._rule_numbers = 0
+            self._forget_state()
             self._journal.clear()
-            if self.limiter:
-                self.limiter.reset()
+            self._journal_seq = 0
             return
         doomed = [run for run in self.runs.values() if run.account == account]
         for run in doomed:
@@ -351,6 +392,55 @@ class MemoryStore:
                 self.limiter.forget(key)
         await self.delete_rules(account, None)
         await self.clear_journal(account)
+
+    async def export_state(self, now_ms: int) -> StoredState:
+        self._settle(now_ms)
+        oldest_kept = self._oldest_kept_ms()
+        return StoredState(
+            runs=[run for run in self.runs.values() if self._kept(run.id, oldest_kept)],
+            overrides=dict(self._overrides),
+            ledgers=copied_ledgers(self.accounts),
+            refunds=dict(self._refunds),
+            rules=[replace(rule) for rule in self._rules],
+            run_numbers=self._run_numbers,
+            rule_numbers=self._rule_numbers,
+        )
+
+    async def import_state(self, state: StoredState) -> None:
+        self._forget_state()
+        stored_ms = self.wall_clock()
+        for run in state.runs:
+            self.runs[run.id] = run
+            self.files[run.file_name] = run.id
+            self._stored_at.append((stored_ms, run.id))
+            self._stored_ms[run.id] = stored_ms
+        self.accounts = copied_ledgers(state.ledgers)
+        self._refunds = dict(state.refunds)
+        self._failures = [(refund.fails_at_ms, run_id) for run_id, refund in self._refunds.items()]
+        heapq.heapify(self._failures)
+        self._overrides = dict(state.overrides)
+        self._rules = [replace(rule) for rule in state.rules]
+        self._rules_seeded = True
+        self._rule_numbers = state.rule_numbers
+        self._run_numbers = state.run_numbers
+
+    def _forget_state(self) -> None:
+        """Everything but the journal."""
+        self.runs.clear()
+        self.files.clear()
+        self.accounts.clear()
+        self._stored_at.clear()
+        self._stored_ms.clear()
+        self._failures.clear()
+        self._refunds.clear()
+        self._overrides.clear()
+        self._snapshot = None
+        self._rules = []
+        self._rules_seeded = False
+        self._rule_numbers = 0
+        self._run_numbers = 0
+        if self.limiter:
+            self.limiter.reset()
 
     def _schedule_refund(self, run: Run) -> None:
         refund = pending_refund(run)

@@ -134,6 +134,10 @@ class KeyedClient:
     def put(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.request("PUT", path, **kwargs)
 
+    def unscoped(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A call without the key: the whole mock's, not the test's account's."""
+        return self._http.request(method, path, **kwargs)
+
 
 class Clock:
     def __init__(self, client: KeyedClient) -> None:
@@ -226,6 +230,23 @@ class RunbaseMock:
         """This test's runs, newest first, with the mock's own facts under ``mock``."""
         runs: list[dict[str, Any]] = self.control.get("/_mock/runs").json()["runs"]
         return runs
+
+    def state(self) -> dict[str, Any]:
+        """The whole mock's state (``GET /_mock/state``): runs, accounts, ledgers, rules and
+        clock. A test has the mock to itself (reset before it), so this is the test's."""
+        response = self.control.unscoped("GET", "/_mock/state")
+        response.raise_for_status()
+        document: dict[str, Any] = response.json()
+        return document
+
+    def load_state(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole mock's state with ``document`` (``PUT /_mock/state``); its runs
+        stay their accounts' (use the keys it declares). ValueError naming what is wrong."""
+        response = self.control.unscoped("PUT", "/_mock/state", json=document)
+        if response.status_code != 200:
+            raise ValueError(response.json()["error"]["message"])
+        loaded: dict[str, Any] = response.json()
+        return loaded
 
     def force(self, run_id: str, status: str, error: dict[str, str] | None = None) -> None:
         body: dict[str, Any] = {"status": status}

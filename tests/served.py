@@ -74,10 +74,10 @@ class Server:
         response = httpx.post(f"{self.base}/_mock/clock/advance", json={"seconds": seconds})
         assert response.status_code == 200, response.text
 
-    def stop(self) -> tuple[int, str]:
-        """SIGINT, as Ctrl-C does; the exit code and everything the process printed."""
+    def stop(self, how: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+        """SIGINT, as Ctrl-C does (or ``how``); the exit code and everything it printed."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(how)
             self.process.wait(timeout=10)
         output = self.output()
         self.log.close()

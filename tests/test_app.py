@@ -97,6 +97,8 @@ def test_public_url_overrides_the_host(make_mock: MockFactory) -> None:
     run_id = mock.create().json()["id"]
     [url] = mock.get(run_id).json()["output"]["urls"]
     assert url.startswith("https://cdn.example.com/files/generated/")
+    [listed] = mock.client.get("/_mock/runs").json()["runs"]  # the control API's view too
+    assert listed["output"]["urls"] == [url]
 
 
 def test_instant_timing_is_terminal_at_first_read(make_mock: MockFactory) -> None:

@@ -403,3 +403,34 @@ def test_the_served_document_accepts_exactly_the_media_rules_the_mock_adds(
         CLEAN_APP.delete(f"/_mock/rules/{response.json()['id']}")
     else:
         assert response.json()["error"]["message"].startswith(("effect.", "match.")), response.text
+
+
+def test_a_saved_state_keeps_a_runs_own_file_and_a_mock_without_it_refuses_the_state(
+    mock: Mock, make_mock: MockFactory, media_dir: Path
+) -> None:
+    assert add_rule(mock, "pets/dog.webp").status_code == 201
+    run = finished(mock, IMAGE_MODEL)
+    state = mock.client.get("/_mock/state").json()
+    [entry] = state["runs"]
+    assert entry["media"] == "pets/dog.webp"
+    assert entry["fileName"].endswith(".webp")
+
+    mock.client.post("/_mock/reset")
+    assert mock.client.put("/_mock/state", json=state).status_code == 200
+    [url] = mock.get(run["id"]).json()["output"]["urls"]
+    assert mock.client.get(url).content == (media_dir / "pets" / "dog.webp").read_bytes()
+    assert (mock_view(mock, run["id"])["width"], mock_view(mock, run["id"])["height"]) == (123, 45)
+
+    without = make_mock()  # no --media-dir
+    refused = without.client.put("/_mock/state", json=state)
+    assert refused.status_code == 400, refused.text
+    assert "rules[0].rule.effect.media" in refused.text and "--media-dir" in refused.text
+    refused = without.client.put("/_mock/state", json={**state, "rules": []})
+    assert refused.status_code == 400, refused.text
+    assert "runs[0].media" in refused.text and "--media-dir" in refused.text
+    assert without.client.get("/_mock/state").json()["runs"] == []
+
+    entry["media"] = "clip.mp4"  # a video for an image model's run
+    wrong_kind = mock.client.put("/_mock/state", json=state)
+    assert wrong_kind.status_code == 400
+    assert "runs[0].media" in wrong_kind.text and "video" in wrong_kind.text

@@ -211,3 +211,39 @@ def test_serve_context_manager_for_plain_scripts(pytester: pytest.Pytester) -> N
     result = pytester.run("python", "script.py")
     result.stdout.fnmatch_lines(["STATUS succeeded"])
     assert result.ret == 0
+
+
+def test_a_state_saved_by_one_test_is_loaded_by_another(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_scenario="""
+        import json
+        import pathlib
+
+        import httpx
+
+        SCENARIO = pathlib.Path(__file__).with_name("scenario.json")
+        ACME = {"Authorization": "Bearer sk-acme-ci"}
+        BODY = {"model": "openai/gpt-image-2", "input": {"prompt": "a lighthouse"}}
+
+
+        def test_a_scenario_is_recorded(runbase_mock):
+            http = httpx.Client(base_url=runbase_mock.origin)
+            keys = {"keys": [{"key": "sk-acme-ci"}], "balanceUsd": 1_000_000}
+            http.put("/_mock/accounts/acme", json=keys).raise_for_status()
+            http.post("/v1/runs", json=BODY, headers=ACME).raise_for_status()
+            SCENARIO.write_text(json.dumps(runbase_mock.state(), indent=2))
+
+
+        def test_it_is_resumed(runbase_mock):
+            assert runbase_mock.runs == []  # a fresh mock, as every test gets
+            state = json.loads(SCENARIO.read_text())
+            assert runbase_mock.load_state(state)["imported"]["runs"] == 1
+            run_id = state["runs"][0]["id"]
+            polled = httpx.get(f"{runbase_mock.base_url}/runs/{run_id}", headers=ACME).json()
+            assert polled["status"] == "succeeded"
+            account = httpx.get(f"{runbase_mock.origin}/_mock/account", headers=ACME).json()
+            assert account["balanceUsd"] == 1_000_000 - polled["costUsd"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2)

@@ -48,6 +48,7 @@ BAD_VALUES = {
     "models": ("/nowhere/models.yaml", ["no such file"]),
     "spec": ("/", ["a directory, not a file"]),
     "replay": ("/nowhere/cassette.json", ["no such file"]),
+    "state": ("/nowhere/state.json", ["no such directory: /nowhere"]),
     "no_rate_limit": ("perhaps", ["valid boolean"]),
     "strict_keys": ("perhaps", ["valid boolean"]),
     "cors": ("localhost:3000", ["not an origin", "scheme://host[:port]"]),

@@ -25,9 +25,9 @@ from mock_runbase.errors import RunbaseError
 from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.redis_store import RedisStore
-from mock_runbase.rules import RuleContext, fires_at, rule_from_body
+from mock_runbase.rules import Rule, RuleContext, fires_at, rule_from_body
 from mock_runbase.runs import Run, forced, new_token
-from mock_runbase.store import MemoryStore, Store
+from mock_runbase.store import MemoryStore, PendingRefund, RunNameTaken, Store
 from tests.redis_server import RedisServer
 
 T = TypeVar("T")
@@ -604,6 +604,146 @@ def test_reset_of_one_account_leaves_the_others(harness: Harness) -> None:
     harness.run(harness.store.reset(None))
     assert harness.run(peer.get_run(theirs.id)) is None
     assert harness.run(peer.account_names()) == []
+
+
+def test_run_numbers_are_handed_out_once_and_start_again_after_a_global_reset(
+    harness: Harness,
+) -> None:
+    stores = [harness.store, harness.peer(), harness.peer()]
+
+    async def take(count: int) -> list[int]:
+        return list(await asyncio.gather(*(stores[i % 3].next_run_number() for i in range(count))))
+
+    assert sorted(harness.run(take(30))) == list(range(1, 31))
+    harness.run(harness.store.reset("acct_a"))  # one account's reset keeps the sequence
+    assert harness.run(harness.peer().next_run_number()) == 31
+    harness.run(harness.store.reset(None))
+    assert harness.run(harness.peer().next_run_number()) == 1
+
+
+@pytest.mark.parametrize("taken", ["id", "file_name"])
+def test_a_run_name_already_taken_is_refused_and_changes_nothing(
+    harness: Harness, taken: str
+) -> None:
+    first = make_run()
+    create(harness, first)
+    second = replace(make_run(), **{taken: getattr(first, taken)})
+    with pytest.raises(RunNameTaken):
+        create(harness, second)
+    peer = harness.peer()
+    assert harness.run(peer.get_run(first.id)) == first
+    assert harness.run(peer.get_run_by_file(first.file_name)) == first
+    assert harness.run(peer.get_run(second.id)) == (first if taken == "id" else None)
+    assert balance_of(harness) == (COST, 0, 1)
+
+
+def test_an_expired_runs_name_is_free_again(harness: Harness) -> None:
+    harness.store = harness.new_store(run_ttl_ms=60_000)
+    first = make_run()
+    create(harness, first)
+    pass_the_ttl(harness, first, START, 60_000)
+    again = replace(make_run(), id=first.id, file_name=first.file_name)
+    create(harness, again)
+    assert harness.run(harness.peer().get_run(first.id)) == again
+
+
+def test_journal_numbers_start_again_after_a_global_reset(harness: Harness) -> None:
+    for account in ["a", "b"]:
+        harness.run(harness.store.record(FakeExchange(account)))  # type: ignore[arg-type]
+    harness.run(harness.store.reset("a"))
+    harness.run(harness.store.record(FakeExchange("b")))  # type: ignore[arg-type]
+    assert [e.seq for e in harness.run(harness.peer().journal(JournalFilter()))] == [2, 3]
+    harness.run(harness.store.reset(None))
+    harness.run(harness.store.record(FakeExchange("a")))  # type: ignore[arg-type]
+    assert [e.seq for e in harness.run(harness.peer().journal(JournalFilter()))] == [1]
+
+
+# --- the state as a whole ----------------------------------------------------------------------
+
+
+def a_history(h: Harness) -> tuple[list[Run], int]:
+    """Runs of two accounts (one failed already, one failing later, one stuck), an override,
+    rules part-way through their budgets, run numbers taken; and the instant it is as of."""
+    runs = [
+        make_run(outcome="failed"),  # fails at START + 1500
+        make_run("acct_b", "sk-b", outcome="failed", created_ms=START + 2000),  # at + 3500
+        make_run(processing_ms=None),
+        make_run("acct_b", "sk-b:with:colons"),
+    ]
+    for run in runs:
+        create(h, run)
+        h.wall_ms += 1  # one millisecond apart, so both stores list them in one order
+    base = Directory()
+    keys = (key_for("sk-team", "team", spend_limit_cents=5),)
+    h.run(h.store.put_account(base, "team", AccountOverride(4 * COST, keys)))
+    every = h.run(h.store.add_rule({"effect": {"scenario": "fail"}, "every": 2}, 0))
+    drawn = {"effect": {"scenario": "fail"}, "probability": 0.5}
+    h.run(h.store.add_rule(drawn, 9))
+    h.run(h.store.delete_rules(None, h.run(h.store.add_rule(drawn, 0)).id))
+    context = RuleContext("create", "sk-a", "acct_a")
+    for _ in range(3):
+        rules = h.run(h.store.snapshot(base)).rules
+        h.run(h.store.first_firing(rules, context))
+    assert every.id == "rule_1"
+    for _ in range(5):
+        h.run(h.store.next_run_number())
+    return runs, START + 2500
+
+
+def test_both_stores_export_the_same_state_for_the_same_history(harness: Harness) -> None:
+    runs, now = a_history(harness)
+    state = harness.run(harness.peer().export_state(now))
+    assert state.runs == runs
+    assert state.overrides == {
+        "team": AccountOverride(4 * COST, (key_for("sk-team", "team", spend_limit_cents=5),))
+    }
+    assert {
+        name: (s.ledger.charged, s.ledger.refunded, s.ledger.runs)
+        for name, s in state.ledgers.items()
+    } == {
+        "acct_a": (2 * COST, COST, 2),
+        "acct_b": (2 * COST, 0, 2),
+    }
+    assert state.ledgers["acct_b"].keys["sk-b:with:colons"].runs == 1
+    assert state.refunds == {runs[1].id: PendingRefund(START + 3500, "acct_b", "sk-b", COST)}
+    assert [(r.id, r.seed, r.matches, r.hits) for r in state.rules] == [
+        ("rule_1", 0, 3, 1),
+        ("rule_2", 9, 2, hits_in(state.rules[1], 2)),  # matched when rule_1 did not fire
+    ]
+    assert (state.run_numbers, state.rule_numbers) == (5, 3)
+
+
+def hits_in(rule: Rule, matches: int) -> int:
+    """How often ``rule`` fires in its first ``matches`` matches (its draws, its budget)."""
+    hits = 0
+    for match in range(1, matches + 1):
+        hits += fires_at(rule, match, hits)
+    return hits
+
+
+def test_an_imported_state_is_the_whole_state_for_every_process(harness: Harness) -> None:
+    runs, now = a_history(harness)
+    exported = harness.run(harness.store.export_state(now))
+    harness.run(harness.store.record(FakeExchange("acct_a")))  # type: ignore[arg-type]
+    for _ in range(LIMIT.requests):
+        harness.run(harness.store.hit_rate_limit("sk-a", now))
+    harness.run(harness.store.reset("acct_b"))
+    create(harness, make_run("acct_c", "sk-c"))
+    harness.run(harness.store.import_state(exported))
+    peer = harness.peer()
+    assert harness.run(peer.export_state(now)) == exported
+    assert harness.run(peer.list_runs(None, 10)) == runs[::-1]
+    assert harness.run(peer.get_run_by_file(runs[3].file_name)) == runs[3]
+    assert harness.run(peer.account_names()) == ["acct_a", "acct_b"]
+    assert harness.run(peer.hit_rate_limit("sk-a", now)) is None  # windows start empty
+    assert len(harness.run(peer.journal(JournalFilter()))) == 1  # the journal is not state
+    assert harness.run(peer.next_run_number()) == 6
+    assert harness.run(peer.add_rule({"effect": {"scenario": "slow"}}, 0)).id == "rule_4"
+    harness.run(peer.add_rules_once([{"effect": {"scenario": "stuck"}}], 0))  # not added again
+    assert len(harness.run(peer.rules(None))) == 3
+    assert balance_of(harness, "acct_b", now=START + 3500) == (2 * COST, COST, 2)
+    with pytest.raises(RunNameTaken):
+        create(harness, replace(make_run(), id=runs[0].id))
 
 
 def test_a_redis_store_shares_one_virtual_clock(redis_server: RedisServer) -> None:
