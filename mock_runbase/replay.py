@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import string
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -137,26 +138,24 @@ class ReplayApp:
         """The recorded answer, and (recorded id, id handed out) when it names a run whose
         id the answer must carry instead; None if the cassette does not hold the request."""
         run_id = self.polled_run(asked.method, path)
-        if run_id is not None:
-            source = self.aliases.get(run_id, run_id)
+        source = None if run_id is None else self.aliases.get(run_id, run_id)
+        if run_id is not None and source is not None:
             states = self.states.get(source)
             if states:
                 found = states[min(self.polled[run_id], len(states) - 1)]
                 self.polled[run_id] += 1
                 return found, source, run_id
-            if source != run_id:
-                asked = Asked(asked.method, asked.path.replace(run_id, source), asked.body,
-                              asked.keyed)  # fmt: skip
+            asked = replace(asked, path=asked.path.replace(run_id, source))
         key = self.key(asked)
         answers = self.answers.get(key)
         if not answers:
             return None
         found = answers[min(self.given[key], len(answers) - 1)]
         self.given[key] += 1
+        if run_id is not None:
+            return found, source, run_id
         made = self.made_run(found)
-        if made is None or run_id is not None:
-            return found, None, None
-        return found, made, self.hand_out(made)
+        return (found, None, None) if made is None else (found, made, self.hand_out(made))
 
     def made_run(self, exchange: Recorded) -> str | None:
         """The run a recorded create answered with (one whose states were recorded)."""
