@@ -247,3 +247,51 @@ def test_a_state_saved_by_one_test_is_loaded_by_another(pytester: pytest.Pyteste
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2)
+
+
+def test_a_test_sees_the_same_whole_answers_in_every_test_and_every_session(
+    user_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_suite.makepyfile(
+        test_snapshot="""
+        import json
+        import os
+
+        import httpx
+        import pytest
+
+        SEEN = []
+
+        def first_run(mock):
+            headers = {"Authorization": f"Bearer {mock.api_key}"}
+            body = {"model": "openai/gpt-image-2", "input": {"prompt": "a snapshot"}}
+            created = httpx.post(f"{mock.base_url}/runs", json=body, headers=headers).json()
+            mock.clock.advance(60)
+            polled = httpx.get(f"{mock.base_url}/runs/{created['id']}", headers=headers).json()
+            return [created, polled]
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_the_same_answers(runbase_mock, n):
+            SEEN.append(first_run(runbase_mock))
+            assert SEEN[0] == SEEN[-1]
+            with open(os.environ["SNAPSHOT_OUT"], "w") as out:  # the port is the session's
+                out.write(json.dumps(SEEN[0]).replace(runbase_mock.origin, "ORIGIN"))
+
+        @pytest.mark.runbase(seed=5)
+        def test_another_seed_other_ids(runbase_mock):
+            created, polled = first_run(runbase_mock)
+            assert created["id"] != SEEN[0][0]["id"]
+            assert polled["output"]["urls"] != SEEN[0][1]["output"]["urls"]
+            assert created["createdAt"] == SEEN[0][0]["createdAt"]
+        """
+    )
+    answers = []
+    for session in ("first", "second"):
+        out = user_suite.path / f"{session}.json"
+        monkeypatch.setenv("SNAPSHOT_OUT", str(out))
+        ran = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q", "test_snapshot.py")
+        ran.assert_outcomes(passed=3)
+        answers.append(out.read_text())
+    assert answers[0] == answers[1]
+    assert '"status": "succeeded"' in answers[0]
+    assert '"urls": ["ORIGIN/files/generated/' in answers[0]
