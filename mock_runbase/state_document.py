@@ -217,7 +217,7 @@ def loaded_state(document: Any, checks: StateChecks) -> LoadedState:
         given = repr(document["version"]) if "version" in document else "missing"
         raise StateError("version", f"{given}: this mock reads version {VERSION}")
     check_rules(document, checks.check_rule)  # first: their messages say more than the schema's
-    check_runs(document, checks.spec)
+    check_runs(document, checks)
     problem = next(iter(checks.schema.iter_errors(document)), None)
     if problem is not None:
         raise StateError(key_path(list(problem.instance_path)), problem.message)
@@ -256,11 +256,14 @@ def check_rules(document: Mapping[str, Any], check_rule: RuleCheck) -> None:
             raise StateError(key_path(["rules", index, "rule", *found.path]), found.message)
 
 
-def check_runs(document: Mapping[str, Any], spec: Spec) -> None:
+def check_runs(document: Mapping[str, Any], checks: StateChecks) -> None:
+    """Each run's create and own file, before the schema: their messages say more."""
     entries = document.get("runs")
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
         if isinstance(entry, dict) and "model" in entry and "input" in entry:
-            checked_create(entry, f"runs[{index}]", spec)
+            request = checked_create(entry, f"runs[{index}]", checks.spec)
+            if isinstance(media := entry.get("media"), str):
+                check_media(media, request.model.kind, f"runs[{index}].media", checks.media)
 
 
 def checked_create(entry: Mapping[str, Any], where: str, spec: Spec) -> ValidatedRequest:
@@ -275,9 +278,6 @@ def checked_create(entry: Mapping[str, Any], where: str, spec: Spec) -> Validate
 
 def run_of(entry: Mapping[str, Any], where: str, checks: StateChecks) -> Run:
     request = checked_create(entry, where, checks.spec)
-    media = entry.get("media")
-    if media is not None:
-        check_media(media, request.model.kind, f"{where}.media", checks.media)
     return Run(
         id=entry["id"],
         account=entry["account"],
@@ -295,7 +295,7 @@ def run_of(entry: Mapping[str, Any], where: str, checks: StateChecks) -> Run:
         file_name=entry["fileName"],
         image_seed=int(entry["imageSeed"]),
         scenario=entry["scenario"],
-        media=media,
+        media=entry.get("media"),
     )
 
 
