@@ -39,6 +39,7 @@ from mock_runbase.journal import (
     note_run,
 )
 from mock_runbase.own_media import MEDIA_TYPES, MediaDirectory
+from mock_runbase.request_log import RequestLog
 from mock_runbase.runs import FILES_PATH, created_view, file_path, run_view
 from mock_runbase.service import RunbaseService, ServedFile
 from mock_runbase.settings import MockSettings
@@ -111,6 +112,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         **dict.fromkeys(store.unavailable_errors, render_store_unavailable),
         Exception: render_unexpected,
     }
+    request_log = RequestLog() if settings.log_requests else None
     app = MockApp(
         routes=routes,
         middleware=(
@@ -119,7 +121,7 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
             else []
         ),
         exception_handlers=exception_handlers,
-        lifespan=closing(service),
+        lifespan=closing(service, request_log),
     )
     api: ASGIApp = HotRoutes(
         prefixes=API_PREFIXES,
@@ -139,10 +141,12 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         record=store.record,
         account_of=lambda header: service.last_directory.account_of(header),
         unavailable=store.unavailable_errors,
+        request_log=request_log,
     )
     if settings.cors:
         app.entry = cors(app.entry, settings.cors)
     app.state.service = app.service = service
+    app.request_log = request_log
     app.state.replay = app.replay
     app.worker = str(os.getpid()) if store.shared else None
     log.info(
@@ -221,12 +225,15 @@ def make_clock(settings: MockSettings, store: Store) -> Clock:
     return store.virtual_clock(DEFAULT_VIRTUAL_START)
 
 
-def closing(service: RunbaseService) -> Any:
-    """At shutdown (SIGINT, SIGTERM): the state saved to ``--state``, then the store closed."""
+def closing(service: RunbaseService, request_log: RequestLog | None) -> Any:
+    """At shutdown (SIGINT, SIGTERM): the last request lines written, the state saved to
+    ``--state``, then the store closed."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        if request_log is not None:
+            request_log.flush()
         try:
             if service.settings.state is not None:
                 await save_state(service, service.settings.state)
@@ -246,6 +253,7 @@ class MockApp(Starlette):
     entry: ASGIApp
     worker: str | None = None
     replay: ReplayApp | None = None  # --replay
+    request_log: RequestLog | None = None  # a line per request (serve's default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service = self.service

@@ -193,6 +193,7 @@ def serve(args: argparse.Namespace) -> int:
         host=options.host,
         port=options.port,
         log_level=LOG_LEVELS[options.log_level],
+        access_log=False,  # the mock's own line per request (request_log) replaces it
         workers=options.workers if options.workers > 1 else None,
         factory=options.workers > 1,
     )

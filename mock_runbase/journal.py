@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mock_runbase.clock import Clock
 from mock_runbase.journal_records import Exchange
+from mock_runbase.request_log import RequestLog, logged
 
 log = logging.getLogger("mock_runbase.journal")
 
@@ -78,7 +79,8 @@ def note_account(scope: Scope, account: str) -> None:
 
 
 class JournalMiddleware:
-    """Records each exchange with ``await record(Exchange)``; never changes the exchange."""
+    """Records each exchange with ``await record(Exchange)``, and gives it a line in
+    ``request_log`` (if any); never changes the exchange."""
 
     def __init__(
         self,
@@ -88,16 +90,24 @@ class JournalMiddleware:
         record: Callable[[Exchange], Awaitable[None]],
         account_of: Callable[[str | None], str | None],
         unavailable: tuple[type[BaseException], ...] = (),
+        request_log: RequestLog | None = None,
     ) -> None:
         self.app = app
+        self.request_log = request_log
         self.clock = clock
         self.record = record
         self.account_of = account_of
         self.unavailable = unavailable  # the store's errors when it cannot be reached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not recorded(scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not recorded(scope["path"]):
+            if self.request_log is not None and logged(scope["path"]):
+                await self.logged_only(scope, receive, send, self.request_log)
+            else:
+                await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         try:
@@ -105,7 +115,10 @@ class JournalMiddleware:
         except self.unavailable:
             # A shared clock lives in the store: with the store away the request goes on
             # unrecorded, and the app answers it (503 store_unavailable), never a bare 500.
-            await self.app(scope, receive, send)
+            if self.request_log is not None:
+                await self.logged_only(scope, receive, send, self.request_log)
+            else:
+                await self.app(scope, receive, send)
             return
         body: list[bytes] = []
         body_size = 0
@@ -133,6 +146,15 @@ class JournalMiddleware:
             error_code, answer_run_id, model = scope.get(ANSWER_FACTS, NO_FACTS)
             path_run_id = scope.get("path_params", NO_PARAMS).get("run_id")
             headers = scope["headers"]
+            if self.request_log is not None:
+                self.request_log.add(
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b""),
+                    status,
+                    duration_s,
+                    error_code or (answer_run_id if path_run_id is None else None),
+                )
             await self.record_unless_unavailable(
                 Exchange(  # positional: the fields' order; keyword arguments cost more here
                     at_ms,
@@ -151,6 +173,26 @@ class JournalMiddleware:
                     model,
                 )
             )
+
+    async def logged_only(
+        self, scope: Scope, receive: Receive, send: Send, lines: RequestLog
+    ) -> None:
+        """A request the journal leaves out (the control API, docs): a line, no record."""
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def noting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_send)
+        finally:
+            duration_s = time.perf_counter() - started
+            query = scope.get("query_string", b"")
+            lines.add(scope["method"], scope["path"], query, status, duration_s, None)
 
     async def record_unless_unavailable(self, exchange: Exchange) -> None:
         try:

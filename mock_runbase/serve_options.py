@@ -53,6 +53,7 @@ ENV_PREFIX = "MOCK_RUNBASE_"
 # Set by the mock for its own worker processes, never by a user.
 INTERNAL_VARIABLES = frozenset({ENV_PREFIX + "WORKER_SETTINGS"})
 
+REQUEST_LINE_LEVELS = ("info", "debug", "trace")  # where a line per request is shown
 LogLevel = Annotated[
     Literal["critical", "error", "warning", "info", "debug", "trace"],
     BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value),
@@ -127,6 +128,7 @@ class ServeOptions(BaseSettings):
             replay=self.replay,
             replay_strict=self.replay_strict,
             state=self.state,
+            log_requests=self.log_level in REQUEST_LINE_LEVELS,
         )
 
 

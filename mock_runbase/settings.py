@@ -216,6 +216,7 @@ class MockSettings:
     replay: ExistingFile | None = None  # a cassette (proxy --record) whose answers are given
     replay_strict: bool = False  # a request the cassette does not hold: 501, not the mock
     state: StateFile | None = None  # loaded at start if it is there, saved at exit
+    log_requests: bool = False  # a compact line per request on stdout (serve's default)
 
     @model_validator(mode="after")
     def prefix_needs_redis(self) -> MockSettings:

@@ -16,8 +16,13 @@ forgotten ``run_ttl_ms`` after they were stored, in real time, to keep a long-li
 bounded; money is never forgotten).
 
 A run past its TTL is gone for every read at once (by id, by file, in listings), as in Redis,
-whose keys expire on their own: reads compare the run's time of storing with the wall clock,
-and creates sweep the expired runs out of memory.
+whose keys expire on their own: every read and create first sweeps out the runs stored before
+the TTL (oldest first, so a sweep that finds nothing costs one comparison).
+
+Only the ``hot_runs`` most recently stored or read runs are kept as ``Run`` objects; the others
+are packed into bytes (``packed_runs``), a third of the memory and nothing for the cyclic garbage
+collector to walk, so a million stored runs neither exhaust memory nor make GC pauses grow.
+A packed run read again is unpacked and hot again.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from mock_runbase.accounts import (
 )
 from mock_runbase.clock import SettableClock, VirtualClock
 from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
+from mock_runbase.packed_runs import packed_run, unpacked_run
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
 from mock_runbase.runs import Run, completed_ms
@@ -58,6 +64,7 @@ __all__ = [
 ]
 
 DEFAULT_RUN_TTL_MS = 24 * 3600 * 1000
+HOT_RUNS = 10_000  # runs kept as objects; the rest packed (a poll of one unpacks it)
 
 
 def wall_ms() -> int:
@@ -215,15 +222,17 @@ class MemoryStore:
         *,
         run_ttl_ms: int = DEFAULT_RUN_TTL_MS,
         wall_clock: Callable[[], int] = wall_ms,
+        hot_runs: int = HOT_RUNS,
     ) -> None:
         self.limiter = MovingWindowLimiter(rate_limit) if rate_limit else None
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, Run | bytes] = {}  # oldest first; packed but the hot ones
         self.files: dict[str, str] = {}
         self.accounts: dict[str, AccountState] = {}
         self.run_ttl_ms = run_ttl_ms
         self.wall_clock = wall_clock
+        self.hot_runs = hot_runs
+        self._hot: deque[str] = deque()  # ids of the runs kept as objects, the coolest first
         self._stored_at: deque[tuple[int, str]] = deque()  # (wall ms, run id), oldest first
-        self._stored_ms: dict[str, int] = {}  # run id -> wall ms it was stored at, while kept
         self._failures: list[tuple[int, str]] = []  # (instant of failure, run id)
         self._refunds: dict[str, PendingRefund] = {}  # run id -> its refund, while pending
         self._overrides: dict[str, AccountOverride] = {}
@@ -276,7 +285,7 @@ class MemoryStore:
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
         self._settle(now_ms)
-        self._forget_expired_runs()  # first, so an expired run's name counts as free, as in Redis
+        stored_ms = self._forget_expired_runs()  # first: an expired run's name is free, as in Redis
         if run.id in self.runs or run.file_name in self.files:
             raise RunNameTaken(run.id)
         state = self.accounts.get(account.name) or AccountState()
@@ -288,23 +297,26 @@ class MemoryStore:
         for ledger in (state.ledger, key_ledger):
             ledger.charged += run.cost_usd
             ledger.runs += 1
-        self.runs[run.id] = run
+        self._keep_hot(run)
         self.files[run.file_name] = run.id
         self._schedule_refund(run)
-        stored_ms = self.wall_clock()
         self._stored_at.append((stored_ms, run.id))
-        self._stored_ms[run.id] = stored_ms
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         self._settle(now_ms)
-        if self._kept(run.id, self._oldest_kept_ms()):
-            self.runs[run.id] = run
+        self._forget_expired_runs()
+        if run.id in self.runs:
+            self._keep_hot(run)
         self._schedule_refund(run)
 
     async def get_run(self, run_id: str) -> Run | None:
-        if not self._kept(run_id, self._oldest_kept_ms()):
-            return None
-        return self.runs.get(run_id)
+        self._forget_expired_runs()
+        kept = self.runs.get(run_id)
+        if not isinstance(kept, bytes):
+            return kept
+        run = unpacked_run(run_id, kept)
+        self._keep_hot(run)
+        return run
 
     async def get_run_by_file(self, file_name: str) -> Run | None:
         run_id = self.files.get(file_name)
@@ -313,13 +325,11 @@ class MemoryStore:
     async def list_runs(
         self, account: str | None, limit: int, keep: Callable[[Run], bool] | None = None
     ) -> list[Run]:
-        oldest_kept = self._oldest_kept_ms()
+        self._forget_expired_runs()
         found = (
             run
-            for run in reversed(self.runs.values())
-            if (account is None or run.account == account)
-            and self._kept(run.id, oldest_kept)
-            and (keep is None or keep(run))
+            for run in itertools.starmap(as_run, reversed(self.runs.items()))
+            if (account is None or run.account == account) and (keep is None or keep(run))
         )
         return list(itertools.islice(found, limit))
 
@@ -380,12 +390,15 @@ class MemoryStore:
             self._journal.clear()
             self._journal_seq = 0
             return
-        doomed = [run for run in self.runs.values() if run.account == account]
+        doomed = [
+            run for run in itertools.starmap(as_run, self.runs.items()) if run.account == account
+        ]
         for run in doomed:
             del self.runs[run.id]
-            del self._stored_ms[run.id]
             self.files.pop(run.file_name, None)
             self._refunds.pop(run.id, None)
+        gone = {run.id for run in doomed}
+        self._stored_at = deque(entry for entry in self._stored_at if entry[1] not in gone)
         state = self.accounts.pop(account, None)
         if self.limiter and state:
             for key in state.keys:
@@ -395,9 +408,9 @@ class MemoryStore:
 
     async def export_state(self, now_ms: int) -> StoredState:
         self._settle(now_ms)
-        oldest_kept = self._oldest_kept_ms()
+        self._forget_expired_runs()
         return StoredState(
-            runs=[run for run in self.runs.values() if self._kept(run.id, oldest_kept)],
+            runs=list(itertools.starmap(as_run, self.runs.items())),
             overrides=dict(self._overrides),
             ledgers=copied_ledgers(self.accounts),
             refunds=dict(self._refunds),
@@ -410,10 +423,9 @@ class MemoryStore:
         self._forget_state()
         stored_ms = self.wall_clock()
         for run in state.runs:
-            self.runs[run.id] = run
+            self._keep_hot(run)
             self.files[run.file_name] = run.id
             self._stored_at.append((stored_ms, run.id))
-            self._stored_ms[run.id] = stored_ms
         self.accounts = copied_ledgers(state.ledgers)
         self._refunds = dict(state.refunds)
         self._failures = [(refund.fails_at_ms, run_id) for run_id, refund in self._refunds.items()]
@@ -430,7 +442,7 @@ class MemoryStore:
         self.files.clear()
         self.accounts.clear()
         self._stored_at.clear()
-        self._stored_ms.clear()
+        self._hot.clear()
         self._failures.clear()
         self._refunds.clear()
         self._overrides.clear()
@@ -462,19 +474,33 @@ class MemoryStore:
             for ledger in (state.ledger, state.keys[refund.key]):
                 ledger.refunded += refund.cost_usd
 
-    def _oldest_kept_ms(self) -> int:
-        """Runs stored at or before this wall-clock instant have expired."""
-        return self.wall_clock() - self.run_ttl_ms
+    def _forget_expired_runs(self) -> int:
+        """Forget the runs stored before the TTL, oldest first; the wall clock's now."""
+        now = self.wall_clock()
+        oldest_kept = now - self.run_ttl_ms
+        stored_at = self._stored_at
+        while stored_at and stored_at[0][0] <= oldest_kept:
+            _, run_id = stored_at.popleft()
+            kept = self.runs.pop(run_id, None)
+            if kept is not None:
+                self.files.pop(as_run(run_id, kept).file_name, None)
+        return now
 
-    def _kept(self, run_id: str, oldest_kept_ms: int) -> bool:
-        stored_ms = self._stored_ms.get(run_id)
-        return stored_ms is not None and stored_ms > oldest_kept_ms
+    def _keep_hot(self, run: Run) -> None:
+        """Store ``run`` as an object; pack the coolest objects beyond ``hot_runs``."""
+        was = self.runs.get(run.id)
+        self.runs[run.id] = run
+        if was is not None and not isinstance(was, bytes):
+            return  # already counted among the hot ones
+        hot = self._hot
+        hot.append(run.id)
+        while len(hot) > self.hot_runs:
+            run_id = hot.popleft()
+            cool = self.runs.get(run_id)
+            if cool is not None and not isinstance(cool, bytes):
+                self.runs[run_id] = packed_run(cool) or cool
 
-    def _forget_expired_runs(self) -> None:
-        oldest_kept = self._oldest_kept_ms()
-        while self._stored_at and self._stored_at[0][0] <= oldest_kept:
-            _, run_id = self._stored_at.popleft()
-            run = self.runs.pop(run_id, None)
-            self._stored_ms.pop(run_id, None)
-            if run is not None:
-                self.files.pop(run.file_name, None)
+
+def as_run(run_id: str, kept: Run | bytes) -> Run:
+    """A stored run as an object (a packed one unpacked, without making it hot)."""
+    return unpacked_run(run_id, kept) if isinstance(kept, bytes) else kept

@@ -54,6 +54,8 @@ class Harness:
         wall = {"wall_clock": lambda: self.wall_ms}
         if self.kind == "memory":
             return MemoryStore(rate_limit, **{**wall, **options})
+        if self.kind == "packed":  # all but the last run stored or read kept packed
+            return MemoryStore(rate_limit, **{**wall, "hot_runs": 1, **options})
         assert self.redis_url is not None
         return RedisStore(self.redis_url, rate_limit, prefix=self.prefix, **{**wall, **options})
 
@@ -69,7 +71,7 @@ class Harness:
         self.loop.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "packed", "redis"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     url = None
     if request.param == "redis":
@@ -303,15 +305,16 @@ def test_a_run_past_its_ttl_is_gone_for_every_read_before_any_create(harness: Ha
     gaps=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=12),
     ttl_ms=st.integers(min_value=1, max_value=100),
     read_after=st.integers(min_value=0, max_value=150),
+    hot_runs=st.integers(min_value=1, max_value=5),
 )
 def test_memory_reads_agree_with_the_sweep_at_every_instant(
-    gaps: list[int], ttl_ms: int, read_after: int
+    gaps: list[int], ttl_ms: int, read_after: int, hot_runs: int
 ) -> None:
     """A run is readable exactly while it is younger than the TTL, whether or not a create
     has swept the expired ones out since (the Redis store cannot run this: its keys expire on
     Redis' own clock)."""
     wall = [START]
-    store = MemoryStore(None, run_ttl_ms=ttl_ms, wall_clock=lambda: wall[0])
+    store = MemoryStore(None, run_ttl_ms=ttl_ms, wall_clock=lambda: wall[0], hot_runs=hot_runs)
     stored: list[tuple[int, Run]] = []
     for gap in gaps:
         wall[0] += gap

@@ -1,0 +1,106 @@
+"""Runs packed into bytes (the memory store's cold runs) come back exactly as they were, and a
+store holding many runs keeps only its hot ones as objects."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mock_runbase.accounts import AccountSettings, KeySettings
+from mock_runbase.packed_runs import packed_run, unpacked_run
+from mock_runbase.runs import Run
+from mock_runbase.store import MemoryStore
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+TEXT = st.text(min_size=1, max_size=40)
+SIZES = st.integers(min_value=1, max_value=16_384)
+RUNS = st.builds(
+    Run,
+    id=TEXT.map(lambda text: f"run_{text}"),
+    account=TEXT,
+    key=TEXT,
+    model=TEXT,
+    input=st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=6),
+    cost_usd=st.integers(min_value=0, max_value=10**15),
+    created_ms=st.integers(min_value=0, max_value=2**53),
+    pending_ms=st.integers(min_value=0, max_value=2**44),
+    processing_ms=st.none() | st.integers(min_value=0, max_value=2**44),
+    outcome=st.sampled_from(["succeeded", "failed"]),
+    error=st.none() | st.dictionaries(st.sampled_from(["code", "message"]), st.text()),
+    width=SIZES,
+    height=SIZES,
+    file_name=TEXT,
+    image_seed=st.integers(min_value=0, max_value=2**64 - 1),
+    scenario=TEXT,
+    media=st.none() | TEXT,
+)
+
+
+def stored_run(n: int, **fields: object) -> Run:
+    run = Run(
+        id=f"run_{n}",
+        account="acct",
+        key="sk-a",
+        model="openai/gpt-image-2",
+        input={"prompt": f"picture {n}", "resolution": "1K"},
+        cost_usd=50_000,
+        created_ms=1_780_000_000_000 + n,
+        pending_ms=10,
+        processing_ms=40,
+        outcome="succeeded",
+        error=None,
+        width=1024,
+        height=1024,
+        file_name=f"file{n}.png",
+        image_seed=2**63 + n,
+        scenario="succeed",
+    )
+    return replace(run, **fields)  # type: ignore[arg-type]
+
+
+def create(store: MemoryStore, run: Run) -> None:
+    key = KeySettings("sk-a", "acct")
+    asyncio.run(store.create_run(run, key, AccountSettings("acct", 10**18), 0))
+
+
+@given(RUNS)
+def test_a_packed_run_unpacks_to_the_same_run(run: Run) -> None:
+    packed = packed_run(run)
+    assert isinstance(packed, bytes)
+    assert unpacked_run(run.id, packed) == run
+
+
+def test_a_run_that_cannot_be_packed_exactly_stays_an_object() -> None:
+    odd = stored_run(0, input={"prompt": "x", "n": 2**70})  # beyond 64 bits: not JSON here
+    assert packed_run(odd) is None
+    store = MemoryStore(None, hot_runs=1)
+    create(store, odd)
+    create(store, stored_run(1))  # pushes the odd one out of the hot ones
+    assert store.runs[odd.id] is odd
+    assert asyncio.run(store.get_run(odd.id)) == odd
+
+
+def test_only_the_hot_runs_are_objects_the_collector_walks() -> None:
+    store = MemoryStore(None, hot_runs=10)
+    runs = [stored_run(n) for n in range(100)]
+    for run in runs:
+        create(store, run)
+    packed = [value for value in store.runs.values() if isinstance(value, bytes)]
+    assert len(packed) == 90
+    assert not any(gc.is_tracked(value) for value in packed)
+    assert [asyncio.run(store.get_run(run.id)) for run in runs] == runs  # read: hot again
+    assert sum(isinstance(value, Run) for value in store.runs.values()) == 10
+    assert asyncio.run(store.list_runs(None, 100)) == runs[::-1]
+    assert list(store.runs) == [run.id for run in runs]  # the order of storing is kept
