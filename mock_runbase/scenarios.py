@@ -113,7 +113,10 @@ def scenario(
 @scenario("succeed")
 def succeed(params: Params) -> Effect:
     """The run goes pending -> processing -> succeeded (the default)."""
-    return Effect()
+    return SUCCEEDS
+
+
+SUCCEEDS = Effect()
 
 
 @scenario("fail", params=("code", "message"))

@@ -79,15 +79,13 @@ class Caller(NamedTuple):  # built on every request: a NamedTuple is the cheapes
     snapshot: Snapshot
 
 
-@dataclass(frozen=True)
-class Created:
+class Created(NamedTuple):  # NamedTuples: built on every request, the cheapest to build
     run: Run
     warning: str | None
     answer_fault: str | None = None  # a connection fault that breaks the answer on its way
 
 
-@dataclass(frozen=True)
-class Polled:
+class Polled(NamedTuple):
     run: Run
     warning: str | None
     answer_fault: str | None = None

@@ -7,8 +7,7 @@ the catalog (``model_not_found``), then the model's own input schema (``invalid_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -23,8 +22,7 @@ SHOWN_CHARS = 40  # of a value sent, the most a message repeats
 MAX_CUSTOM_MESSAGE = 200
 
 
-@dataclass(frozen=True)
-class ValidatedRequest:
+class ValidatedRequest(NamedTuple):
     model: Model
     input: JSON
     """The input as sent, with the schema's defaults filled in."""
