@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,15 @@ import yaml
 from mock_runbase.catalog import resolve_ref
 from mock_runbase.errors import RunbaseError
 from mock_runbase.rule_checks import with_match_branches, with_media_names
-from mock_runbase.spec import Spec, compile_pointer, compile_schema, load_spec, packaged_file
+from mock_runbase.spec import (
+    YAML_DUMPER,
+    YAML_LOADER,
+    Spec,
+    compile_pointer,
+    compile_schema,
+    load_spec,
+    packaged_file,
+)
 
 __all__ = ["ControlSpec", "QueryCheck", "bundle", "load_control_spec"]
 
@@ -181,9 +189,16 @@ class ControlSpec:
 
     path: Path
     document: dict[str, Any]
-    yaml_text: bytes = field(repr=False)
     json_bytes: bytes = field(repr=False)
     queries: dict[tuple[str, str], QueryCheck] = field(repr=False)
+
+    @cached_property
+    def yaml_text(self) -> bytes:
+        """Written when first asked for: a tenth of a second, not at every start."""
+        dumped: str = yaml.dump(
+            self.document, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True
+        )
+        return dumped.encode()
 
     def compile(self, pointer: str) -> Any:
         """A jsonschema-rs validator for the schema at ``pointer`` (``#/components/...``)."""
@@ -216,13 +231,12 @@ def _default_control_spec() -> ControlSpec:
 
 
 def _load(path: Path, runbase: Spec, media_names: Sequence[str] = ()) -> ControlSpec:
-    document = bundle(yaml.safe_load(path.read_bytes()), runbase.document)
+    document = bundle(yaml.load(path.read_bytes(), Loader=YAML_LOADER), runbase.document)
     with_match_branches(document, runbase.catalog)
     with_media_names(document, runbase.catalog, list(media_names))
     spec = ControlSpec(
         path=path,
         document=document,
-        yaml_text=yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode(),
         json_bytes=orjson.dumps(document),
         queries=query_checks(document),
     )

@@ -15,7 +15,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import av
 import orjson
 from PIL import Image
 from starlette.requests import Request
@@ -148,6 +147,8 @@ def shrink(media: bytes, file_name: str) -> bytes:
 
 
 def first_frame(mp4: bytes) -> Image.Image:
+    import av  # PyAV: loaded by the first video thumbnail, not at start
+
     with av.open(io.BytesIO(mp4), mode="r") as container:
         for frame in container.decode(video=0):
             image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]

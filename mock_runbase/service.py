@@ -39,7 +39,6 @@ from mock_runbase.control_spec import ControlSpec
 from mock_runbase.errors import RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
-from mock_runbase.media.video import render_mp4
 from mock_runbase.own_media import MediaDirectory, MediaError, MediaFile
 from mock_runbase.ratelimit import retry_after_header
 from mock_runbase.rules import Rule, RuleContext
@@ -532,6 +531,8 @@ def render_run(run: Run, model: Model | None) -> bytes:
                 f"{run.model} · mock-runbase",
             ],
         )
+    from mock_runbase.media.video import render_mp4  # PyAV and numpy: loaded by the first video
+
     full = model.with_defaults(run.input)
     duration, fps = model.duration_s(full), model.fps(full)
     return render_mp4(

@@ -12,7 +12,6 @@ from typing import Any
 from mock_runbase.accounts import MICRO, Directory
 from mock_runbase.clock import format_ms
 from mock_runbase.own_media import MediaDirectory, kind_of
-from mock_runbase.redis_store import redacted_url
 from mock_runbase.serve_options import ServeOptions
 from mock_runbase.settings import MockSettings
 from mock_runbase.state_document import LoadedState
@@ -105,6 +104,8 @@ def store_line(settings: MockSettings) -> str:
     kept = f"runs kept {hours:g} h" if hours >= 1 else f"runs kept {settings.run_ttl_s:g} s"
     if settings.store == "memory":
         return f"memory (this process); {kept}"
+    from mock_runbase.redis_store import redacted_url  # redis-py: loaded for a Redis store only
+
     return f"{redacted_url(settings.store)}; {kept}"
 
 
