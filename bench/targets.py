@@ -39,7 +39,8 @@ __all__ = [
 LOG_DIR = CACHE_DIR / "logs"
 PNG_DIR = CACHE_DIR / "pngs"
 BALANCE_USD = "1000000000"  # creates must never run out of money during a benchmark
-UVICORN_FLAGS = ["--log-level", "warning"]  # the rest as uvicorn.run's defaults: 1 process
+# The ceiling runs quiet; the mock targets keep a user's defaults (per-request log lines on).
+BARE_FLAGS = ["--log-level", "warning"]
 REDIS_FLAGS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]  # nothing on disk
 
 
@@ -66,6 +67,7 @@ class Server:
     port: int
     ready_s: float  # from the process start to the first 200 of GET /healthz
     all_workers_s: float  # from the process start to a 200 from every worker (= ready_s for 1)
+    log_path: Path  # the server's stdout and stderr: a file, so log lines never fill a pipe
 
     @property
     def base_url(self) -> str:
@@ -77,12 +79,13 @@ def mock_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mock_runbase"]
 
 
-def mock_target(timing: str = "fast", label: str = "mock-runbase") -> Target:
-    return Target("mock", label, [*mock_command(), *serve_args(timing)])
+def mock_target(timing: str = "fast", label: str = "mock-runbase", name: str = "mock") -> Target:
+    return Target(name, label, [*mock_command(), *serve_args(timing)])
 
 
 def serve_args(timing: str) -> list[str]:
-    """``mock-runbase serve`` as benchmarked: loopback, no rate limit, money to spare."""
+    """``mock-runbase serve`` as benchmarked: a user's defaults (log level included) but for
+    loopback on a free port, no rate limit and money to spare."""
     return [
         "serve",
         "--timing",
@@ -94,7 +97,6 @@ def serve_args(timing: str) -> list[str]:
         "127.0.0.1",
         "--port",
         "{port}",
-        *UVICORN_FLAGS,
     ]
 
 
@@ -119,7 +121,7 @@ def bare_target() -> Target:
         "127.0.0.1",
         "--port",
         "{port}",
-        *UVICORN_FLAGS,
+        *BARE_FLAGS,
     ]
     return Target("bare", "bare Starlette", command, env={"BENCH_PNG_DIR": str(PNG_DIR)})
 
@@ -158,7 +160,12 @@ def running(target: Target) -> Iterator[Server]:
         if target.workers > 1:
             all_s = wait_workers(process, port, target, started, log_path)
         yield Server(
-            target=target, pid=process.pid, port=port, ready_s=ready_s, all_workers_s=all_s
+            target=target,
+            pid=process.pid,
+            port=port,
+            ready_s=ready_s,
+            all_workers_s=all_s,
+            log_path=log_path,
         )
 
 
