@@ -218,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_outputs(results: Results, folder: Path) -> int:
+    results.machine["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     folder.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(results)
     (folder / "latest.md").write_text(markdown)
