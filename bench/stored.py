@@ -42,7 +42,8 @@ def stored_level(server: Server, plan: Plan, env: dict[str, str], wanted: int) -
     load = {}
     for workload in STORED_WORKLOADS:
         log(f"stored runs: {workload} with {stored_runs(server):,} stored")
-        load[workload] = guarded(plan, server, WORKLOADS[workload][0], env)
+        # no warm-up: the fill has just driven this server for longer than any warm-up
+        load[workload] = guarded(plan, server, WORKLOADS[workload][0], env, warmup=False)
     return StoredLevel(
         wanted=wanted,
         held=held,
