@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 from loadgen import run_wrk
 from media import measure_cached_media, measure_first_renders, measure_render_stall
 from plan import MIX, STORE_WORKLOADS, WORKLOADS, Plan, base_env, guarded, record_log_size
@@ -133,10 +134,15 @@ def image_paths(server: Server, results: Results, rendered: dict[str, str]) -> d
     if server.target.name == "bare":
         return {size: f"/files/generated/{size}.png" for size in IMAGE_SIZES}
     url = succeeded_output_url(server, body_for("1k"))
-    _, data = fetch_timed(server, url)
-    if is_png(data):
-        return dict.fromkeys(IMAGE_SIZES, urlparse(url).path)
-    why = f"n/a: {server.target.label} answers {len(data)} bytes ({data[:16]!r}), not a PNG"
+    try:
+        _, data = fetch_timed(server, url)
+    except httpx.HTTPStatusError as refused:
+        status = refused.response.status_code
+        why = f"n/a: {server.target.label} answers {status} to its own output URL ({url})"
+    else:
+        if is_png(data):
+            return dict.fromkeys(IMAGE_SIZES, urlparse(url).path)
+        why = f"n/a: {server.target.label} answers {len(data)} bytes ({data[:16]!r}), not a PNG"
     results.notes.append(f"image workloads {why}")
     return dict.fromkeys(IMAGE_SIZES, why)
 
