@@ -48,7 +48,8 @@ def write_chart(results: Results, path: Path) -> None:
         ]
     for key, title in titles:
         axes[key].set_title(title)
-        axes[key].legend(fontsize=8)
+        if axes[key].get_legend_handles_labels()[0]:  # a phase that did not run has no bars
+            axes[key].legend(fontsize=8)
         axes[key].grid(axis="y", alpha=0.3)
     connections = results.settings.get("wrk", "")
     title = "mock-runbase vs Prism vs bare Starlette" + (", and on Redis" if results.shared else "")
