@@ -156,7 +156,7 @@ def media_section(results: Results) -> list[str]:
     header = [
         "file",
         "first GET ms (renders)",
-        "",
+        "of first GETs",
         "second GET ms",
         "cached p50 ms",
         "cached p99 ms",
