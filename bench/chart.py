@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from goals import MEMORY_RUNS, memory_at
 from loadgen import WrkResult
+from media import MEDIA, SHORT
 from plan import STORE_WORKLOADS
 from results_model import Outcome, Results
 from sections import main_labels, store_servers, tail_columns
@@ -22,7 +24,7 @@ def write_chart(results: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mosaic: Any = [["rps", "rps"], ["p99", "p99"], ["tails", "stall"]]  # stubs: HashableList
+    mosaic: Any = [["rps", "rps"], ["p99", "p99"], ["tails", "stall"], ["memory", "media"]]
     if results.shared:
         mosaic.append(["store_rps", "store_p99"])
     fig, axes = plt.subplot_mosaic(mosaic, figsize=(11, 4 * len(mosaic)), constrained_layout=True)
@@ -32,11 +34,15 @@ def write_chart(results: Results, path: Path) -> None:
     workloads = list(STORE_WORKLOADS)
     draw_bars(axes["tails"], workloads, tail_series(results), p99)
     draw_stall(results, axes["stall"])
+    draw_memory(results, axes["memory"])
+    draw_media(results, axes["media"])
     titles = [
         ("rps", "requests/s (higher is better)"),
         ("p99", "p99 ms (lower is better)"),
         ("tails", "p99 ms against bare Starlette, with runs stored"),
         ("stall", "polls: nothing rendering vs while rendering (ms)"),
+        ("memory", "RSS MB by runs stored (line: 1 GB)"),
+        ("media", "media over HTTP (ms)"),
     ]
     if results.shared:
         store = series(results, workloads, store_servers(results))
@@ -111,6 +117,42 @@ def draw_stall(results: Results, axis: Any) -> None:
     axis.set_xticks(range(len(measures)), list(measures))
     if runs:
         axis.set_yscale("log")  # a max of a render's length would dwarf the p50s
+
+
+def draw_memory(results: Results, axis: Any) -> None:
+    """RSS before any run and at each count; the 1M estimate hatched when extrapolated."""
+    if results.rss_start_mb is None:
+        return
+    names = ["start", *(f"{level.held:,}" for level in results.stored)]
+    values = [results.rss_start_mb, *(level.rss_mb for level in results.stored)]
+    drawn = axis.bar(names, values, 0.6, label="measured")
+    axis.bar_label(drawn, labels=[f"{v:,.0f}" for v in values], fontsize=7)
+    estimate, measured = memory_at(results, MEMORY_RUNS)
+    if estimate is not None and not measured:
+        drawn = axis.bar(
+            [f"{MEMORY_RUNS:,} (est.)"], [estimate], 0.6, hatch="//", label="extrapolated"
+        )
+        axis.bar_label(drawn, labels=[f"{estimate:,.0f}"], fontsize=7)
+    axis.axhline(1024, color="grey", linestyle="--", linewidth=1)
+
+
+def draw_media(results: Results, axis: Any) -> None:
+    """First GET (a render), and cached p50 and p99 on one connection, per kind of file."""
+    kinds = [key for key in MEDIA if results.value(f"first_{key}") is not None]
+    measures = {
+        "first GET": "first_{}",
+        "cached p50": "cached_{}_p50",
+        "cached p99": "cached_{}_p99",
+    }
+    width = 0.8 / len(measures)
+    for i, (label, key) in enumerate(measures.items()):
+        xs = [j + (i - (len(measures) - 1) / 2) * width for j in range(len(kinds))]
+        values = [results.value(key.format(kind)) or 0.0 for kind in kinds]
+        drawn = axis.bar(xs, values, width, label=label)
+        axis.bar_label(drawn, labels=[f"{v:,.1f}" for v in values], fontsize=7)
+    axis.set_xticks(range(len(kinds)), [SHORT[kind] for kind in kinds])
+    if kinds:
+        axis.set_yscale("log")  # a render takes a thousand times a cached serve
 
 
 def machine_line(results: Results) -> str:

@@ -23,7 +23,13 @@ from results_model import Render, Results, StallTest
 from targets import PNG_DIR, Server
 from tools import log
 
-__all__ = ["MEDIA", "measure_cached_media", "measure_first_renders", "measure_render_stall"]
+__all__ = [
+    "MEDIA",
+    "SHORT",
+    "measure_cached_media",
+    "measure_first_renders",
+    "measure_render_stall",
+]
 
 MEDIA = {  # key -> how the report names it
     "4k": "4K PNG (gpt-image-2 16:9 4K, 3840x2160)",
