@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,15 +28,18 @@ __all__ = [
     "fetch_timed",
     "fill_runs",
     "in_process_render_ms",
+    "log_size",
     "rss_mb",
     "startup_seconds",
     "stored_runs",
-    "succeeded_image_url",
+    "succeeded_output_url",
+    "video_body",
 ]
 
 KEY = "sk-bench"
 MODEL = "openai/gpt-image-2"
 SIZES = {"1k": ("1:1", "1K"), "4k": ("16:9", "4K")}  # image name -> (aspect_ratio, resolution)
+VIDEO_MODEL = "google/veo-3"  # Veo 3.1 Fast: 8 s at 24 fps with audio; 1920x1080 at 1080p 16:9
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -44,6 +48,14 @@ def body_for(size: str = "1k", prompt: str = "a lighthouse on a cliff at dawn") 
     return {
         "model": MODEL,
         "input": {"prompt": prompt, "aspect_ratio": aspect_ratio, "resolution": resolution},
+    }
+
+
+def video_body(prompt: str) -> dict[str, Any]:
+    """A 1080p (1920x1080) Veo clip: a common video, rendered in well under a second idle."""
+    return {
+        "model": VIDEO_MODEL,
+        "input": {"prompt": prompt, "aspect_ratio": "16:9", "resolution": "1080p"},
     }
 
 
@@ -65,7 +77,7 @@ def checked(response: httpx.Response) -> dict[str, Any]:
     return data
 
 
-def succeeded_image_url(server: Server, body: dict[str, Any], timeout_s: float = 30.0) -> str:
+def succeeded_output_url(server: Server, body: dict[str, Any], timeout_s: float = 30.0) -> str:
     """Create a run, poll it until it succeeded, and give its first output URL."""
     prefix = server.target.prefix
     with api(server) as client:
@@ -82,10 +94,10 @@ def succeeded_image_url(server: Server, body: dict[str, Any], timeout_s: float =
     raise RuntimeError(f"run {run_id} did not succeed within {timeout_s:.0f} s")
 
 
-def fetch_timed(server: Server, url: str) -> tuple[float, bytes]:
+def fetch_timed(server: Server, url: str, timeout_s: float = 30.0) -> tuple[float, bytes]:
     """(milliseconds, body) of one GET of ``url``'s path on ``server``, on a new connection."""
     path = urlparse(url).path
-    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+    with httpx.Client(base_url=server.base_url, timeout=timeout_s) as client:
         client.get("/healthz")  # connect first: time the request, not the TCP handshake
         started = time.perf_counter()
         response = client.get(path)
@@ -121,6 +133,16 @@ def startup_seconds(target: Target, repeats: int) -> list[float]:
         with running(target) as server:
             times.append(server.ready_s)
     return times
+
+
+def log_size(path: Path) -> tuple[int, int]:
+    """(bytes, lines) of a log file, read in chunks (it may hold a line per request)."""
+    size = lines = 0
+    with suppress(OSError), path.open("rb") as log_file:
+        for chunk in iter(lambda: log_file.read(1 << 20), b""):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return size, lines
 
 
 def rss_mb(pid: int) -> float:
@@ -165,7 +187,7 @@ def fill_runs(server: Server, settings: LoadSettings, total: int) -> int:
         settings.wrk,
         f"-t{threads}",
         f"-c{settings.connections}",
-        "-d600s",
+        f"-d{60 + needed // 100}s",  # long enough at 100 creates/s; stopped once filled
         "-s",
         str(LUA_DIR / "create.lua"),
         server.base_url,

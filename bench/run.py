@@ -15,19 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loadgen import LoadSettings
+from plan import STORE_WORKLOADS, WORKLOADS, Plan
 from report import render_markdown, write_chart
 from results_model import Results
-from suite import (
-    STORE_WORKLOADS,
-    WORKLOADS,
-    Plan,
-    bench_target,
-    measure_startup,
-    measure_storage,
-)
+from stored import measure_stored
+from suite import bench_target, measure_startup
 from targets import Target, bare_target, mock_target, prism_target, redis_command, redis_target
 from tools import (
     BENCH_DIR,
+    REPO_DIR,
     ensure_matplotlib,
     ensure_prism,
     ensure_py_spy,
@@ -39,6 +35,8 @@ from tools import (
 
 TARGETS = ("mock", "prism", "bare", "redis1", "redis2")
 REDIS_TARGETS = {"redis1": 1, "redis2": 2}  # target -> workers, on a fresh redis-server each
+FULL_STORED = (10_000, 1_000_000)
+QUICK_STORED = (10_000, 200_000)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,17 +48,53 @@ def build_parser() -> argparse.ArgumentParser:
     add("--connections", type=int, default=32, help="wrk connections (32)")
     add("--threads", type=int, default=1, help="wrk threads (1)")
     add("--rate", type=int, default=500, help="requests/s of the fixed-rate mix (500)")
-    add("--stored-runs", type=int, default=100_000, help="runs stored for RSS and polls (100000)")
+    add(
+        "--stored-runs",
+        type=run_counts,
+        default=None,
+        help="runs stored for RSS and tails, fewest first (10000,1000000; --quick 10000,200000)",
+    )
     add("--repeats", type=int, default=3, help="first renders and starts measured (3)")
     add(
         "--targets",
         default=",".join(TARGETS),
         help="which of mock,prism,bare,redis1,redis2 to drive (all)",
     )
-    add("--no-storage", action="store_true", help="skip the RSS / many-runs phase")
+    add("--no-storage", action="store_true", help="skip the stored-runs phase")
+    add(
+        "--renders",
+        type=positive,
+        default=None,
+        help="4K PNGs and as many 1080p MP4s rendered during the poll run (3; --quick 2)",
+    )
     add("--profile", action="store_true", help="py-spy the mock under the mix (installs py-spy)")
     add("--output", type=Path, default=BENCH_DIR / "results", help="where latest.md/png go")
     return parser
+
+
+def run_counts(text: str) -> tuple[int, ...]:
+    """``10000,1000000`` (``1e6``, ``200k`` and ``1M`` too): positive counts, increasing."""
+    try:
+        counts = tuple(count(part) for part in text.split(","))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of counts (10000,1000000)"
+        ) from None
+    if any(n <= 0 for n in counts) or list(counts) != sorted(set(counts)):
+        raise argparse.ArgumentTypeError(f"{text!r}: the counts must be positive and increasing")
+    return counts
+
+
+def count(part: str) -> int:
+    part = part.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(part[-1:], 1)
+    return round(float(part.rstrip("km")) * scale)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def load_settings(args: argparse.Namespace, wrk: str) -> LoadSettings:
@@ -117,49 +151,74 @@ def record_missing(
         results.fixed[name] = why
 
 
-def describe(load: LoadSettings, args: argparse.Namespace) -> dict[str, str]:
+def describe(load: LoadSettings, args: argparse.Namespace, plan: Plan) -> dict[str, str]:
+    counts = ", ".join(f"{n:,}" for n in plan.stored_runs)
     return {
         "wrk": f"{load.threads} thread, {load.connections} connections, {load.duration_s:g} s "
         f"per workload after {load.warmup_s:g} s warm-up",
-        "servers": "loopback, one process each; uvicorn defaults (uvloop + httptools when "
-        "installed) with --log-level warning; Prism with -v warn",
-        "mock": "mock-runbase serve --timing fast --no-rate-limit --balance-usd 1000000000",
+        "servers": "loopback, one process each, output to a file each (bench/.cache/logs); "
+        "uvicorn defaults (uvloop + httptools when installed); the mock at its default log "
+        "level (a line per request), bare Starlette with --log-level warning, Prism -v warn",
+        "mock": f"`{shown_command(mock_target('fast'))}`",
+        "bare Starlette": f"`{shown_command(bare_target())}`",
         "fixed rate": f"{args.rate} requests/s held by wrk's Lua delay() (bench/lua/common.lua)",
-        "stored runs": f"{args.stored_runs} (mock with --timing instant)",
+        "stored runs": f"{counts} (the mock's command, filled by wrk with create.lua)",
+        "renders during polls": f"{plan.stall_renders} 4K PNGs and {plan.stall_renders} 1080p "
+        "MP4s, each a fresh run's first GET",
         "redis": "the mock as above plus --store redis://127.0.0.1:P/0 (and --workers 2), on a "
         f"fresh `{shlex.join(redis_command('redis-server', 'P', 'TMP'))}` per target; create, "
         "poll and mix only",
     }
 
 
+def shown_command(target: Target) -> str:
+    """The target's command as a user would type it (the port as P)."""
+    words = [Path(target.command[0]).name, *target.command[1:]]
+    here = f"{REPO_DIR}/"  # the servers start in the repository
+    return shlex.join(word.replace("{port}", "P").replace(here, "") for word in words)
+
+
+def make_plan(args: argparse.Namespace, load: LoadSettings) -> Plan:
+    quick = args.quick
+    return Plan(
+        load=load,
+        rate=args.rate,
+        repeats=1 if quick else args.repeats,
+        stored_runs=args.stored_runs or (QUICK_STORED if quick else FULL_STORED),
+        stall_renders=args.renders or (2 if quick else 3),
+        profile_to=args.output / "profile-mix.folded" if args.profile else None,
+        py_spy=ensure_py_spy() if args.profile else None,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     wrk = ensure_wrk()
     load = load_settings(args, wrk)
-    results = Results(machine=machine_facts(wrk), settings=describe(load, args), rate=args.rate)
+    plan = make_plan(args, load)
+    results = Results(
+        machine=machine_facts(wrk), settings=describe(load, args, plan), rate=args.rate
+    )
+    if args.quick and args.stored_runs is None:
+        results.notes.append(
+            f"--quick: the stored-runs phase stops at {QUICK_STORED[-1]:,} runs, not "
+            f"{FULL_STORED[-1]:,}; RSS at {FULL_STORED[-1]:,} is extrapolated from it"
+        )
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     targets = chosen_targets(names, results)
     if not results.shared:
         del results.settings["redis"]
-    py_spy = ensure_py_spy() if args.profile else None
-    plan = Plan(
-        load=load,
-        rate=args.rate,
-        repeats=1 if args.quick else args.repeats,
-        stored_runs=args.stored_runs,
-        profile_to=args.output / "profile-mix.folded" if args.profile else None,
-        py_spy=py_spy,
-    )
     if "mock" in names:
         measure_startup(plan, results)
     for target in targets:
         bench_target(target, plan, results)
     if "mock" in names and not args.no_storage:
-        measure_storage(plan, results)
+        measure_stored(plan, results)
     return write_outputs(results, args.output)
 
 
 def write_outputs(results: Results, folder: Path) -> int:
+    results.machine["load average at end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     folder.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(results)
     (folder / "latest.md").write_text(markdown)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 __all__ = [
@@ -38,8 +39,12 @@ PRISM_PACKAGE = "@stoplight/prism-cli"
 APT_LISTS = Path("/var/lib/apt/lists")
 
 
+STARTED = time.perf_counter()
+
+
 def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    """A progress line on stderr, with the seconds since the benchmark started."""
+    print(f"[bench {time.perf_counter() - STARTED:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 def run_quiet(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
