@@ -39,6 +39,7 @@ from mock_runbase.control_spec import ControlSpec
 from mock_runbase.errors import RunbaseError
 from mock_runbase.media.cache import MediaCache
 from mock_runbase.media.images import render_png
+from mock_runbase.media.render_pool import RENDER_POOL
 from mock_runbase.own_media import MediaDirectory, MediaError, MediaFile
 from mock_runbase.ratelimit import retry_after_header
 from mock_runbase.rules import Rule, RuleContext
@@ -149,6 +150,7 @@ class RunbaseService:
         add them twice)."""
         if self.started:
             return
+        RENDER_POOL.warm()  # with the first request, not before: it would slow the start
         if self.initial_state is not None:
             loaded, self.initial_state = self.initial_state, None
             await install_state(self, loaded)
@@ -342,7 +344,7 @@ class RunbaseService:
         else:
             model = self.spec.catalog.get(run.model)
             cache_key = etag = media_cache_key(run)
-            render = partial(render_run, run, model)
+            render = partial(RENDER_POOL.render, render_run, run, model)
         cached = self.media_cache.get(cache_key)
         if cached is None:
             cached = await anyio.to_thread.run_sync(

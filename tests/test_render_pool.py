@@ -1,0 +1,62 @@
+"""Renders run in worker processes below the server's priority (no interpreter lock shared
+with the server), give the same bytes as in the server's thread, and fall back to that thread
+where no worker process can be made."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+
+import pytest
+
+from mock_runbase.media.images import render_png
+from mock_runbase.media.render_pool import RENDER_NICENESS, RenderPool
+
+
+def niceness() -> int:
+    return os.nice(0)
+
+
+def die() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@pytest.fixture
+def pool() -> Iterator[RenderPool]:
+    made = RenderPool(workers=1)
+    yield made
+    made.close()
+
+
+def test_a_render_runs_in_another_process_below_the_servers_priority(pool: RenderPool) -> None:
+    assert pool.render(os.getpid) != os.getpid()
+    assert pool.render(niceness) == min(19, niceness() + RENDER_NICENESS)
+
+
+def test_a_render_in_a_worker_is_the_same_bytes_as_in_the_thread(pool: RenderPool) -> None:
+    args = {"width": 320, "height": 200, "seed": 7, "lines": ["a fox", "320x200"]}
+    assert pool.render(partial(render_png, **args)) == render_png(**args)
+
+
+def test_a_dead_worker_is_replaced_and_the_next_render_works(pool: RenderPool) -> None:
+    with pytest.raises(BrokenProcessPool):  # killed again in the replacement: then it says so
+        pool.render(die)
+    assert pool.render(os.getpid) != os.getpid()
+
+
+def test_without_worker_processes_renders_run_in_the_calling_thread(
+    pool: RenderPool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multiprocessing
+
+    def no_fork_server(method: str) -> None:
+        raise ValueError(f"cannot find context for {method!r}")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork_server)
+    assert pool.render(os.getpid) == os.getpid()
+    assert pool.warm() is None
+    assert "renders run in the server's threads" in caplog.text
