@@ -60,6 +60,9 @@ class Commands(Protocol):
 
     async def call(self, *args: str | bytes | int | float) -> Any: ...
 
+    async def calls(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Any]:
+        """Several commands in one round trip (not a transaction), their replies in order."""
+
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any: ...
 
     async def close(self) -> None: ...
@@ -108,6 +111,13 @@ class PipelinedRedis:
         if link is None or not link.usable():
             link = await self.connected()
         return await link.send(pack(args))
+
+    async def calls(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Any]:
+        link = self.link
+        if link is None or not link.usable():
+            link = await self.connected()
+        waiters = [link.send(pack(command)) for command in commands]
+        return await replies(waiters)
 
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -262,6 +272,12 @@ class RedisPyCommands:
     async def call(self, *args: str | bytes | int | float) -> Any:
         return await self.client.execute_command(*args)
 
+    async def calls(self, *commands: tuple[str | bytes | int | float, ...]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute())
+
     async def run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self.client.evalsha(script.sha, len(keys), *keys, *args)
@@ -271,6 +287,19 @@ class RedisPyCommands:
 
     async def close(self) -> None:
         return None  # the client is the store's, closed with it
+
+
+async def replies(waiters: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every waiter's reply; the first error once all have answered (none left unread)."""
+    found, error = [], None
+    for waiter in waiters:
+        try:
+            found.append(await waiter)
+        except Exception as problem:
+            error = error or problem
+    if error is not None:
+        raise error
+    return found
 
 
 def pack(args: tuple[str | bytes | int | float, ...]) -> bytes:

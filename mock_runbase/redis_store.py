@@ -229,6 +229,7 @@ class RedisStore:
         self.wall_clock = wall_clock
         # the hot path's single commands and scripts: pipelined, a few us each (redis_pipeline)
         self.commands = commands_for(url, self.redis)
+        self.version_keys = (self.k("overrides", "version"), self.k("rules", "version"))
         self._directory: tuple[Directory, str | None, Directory] | None = None
         self._rules: tuple[str | None, list[Rule]] = ("", [])
 
@@ -271,9 +272,18 @@ class RedisStore:
     async def snapshot(self, base: Directory) -> Snapshot:
         """One round trip when nothing changed: both version tokens, compared with the
         caches; what changed is read again."""
-        directory_version, rules_version = await self.commands.call(
-            "MGET", self.k("overrides", "version"), self.k("rules", "version")
+        versions = await self.commands.call("MGET", *self.version_keys)
+        return await self.snapshot_at(base, versions)
+
+    async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
+        """A poll's reads in one round trip: the version tokens and the run."""
+        versions, run = await self.commands.calls(
+            ("MGET", *self.version_keys), ("GET", self.k("run", run_id))
         )
+        return await self.snapshot_at(base, versions), load_run(run)
+
+    async def snapshot_at(self, base: Directory, versions: list[str | None]) -> Snapshot:
+        directory_version, rules_version = versions
         cached = self._directory
         if cached is None or cached[0] is not base or cached[1] != directory_version:
             directory = await self.read_directory(base)
