@@ -17,7 +17,11 @@ processes is:
 
 Runs expire ``run_ttl_ms`` after they are stored (real time). Caches of the account
 overrides and rules are keyed by a version token that changes with every write, so a
-process re-reads them only when another one changed them.
+process re-reads them only when another one changed them; a poll reads the tokens and its run
+in one round trip (``snapshot_with_run``).
+
+The hot path's single commands and scripts go through ``redis_pipeline`` (one pipelined
+connection per process); transactions, scans and the control API through redis-py.
 
 At start-up ``wait_until_reachable`` gives Redis a few seconds to answer (containers started
 together), then fails loudly: a mock whose store never answered would only serve 503s.
