@@ -9,6 +9,7 @@ drives ``create_app()`` with the scopes uvicorn would send and prints microsecon
     PYTHONPATH=/tmp/before python -P bench/asgi_cost.py   # another source tree
     python bench/asgi_cost.py --cprofile mix     # where a workload's time goes, by function
     python bench/asgi_cost.py --bare             # bench/bare_app.py: the stack's own cost
+    python bench/asgi_cost.py --store redis://127.0.0.1:6379/0   # on a Redis store (flushed!)
 """
 
 from __future__ import annotations
@@ -138,18 +139,19 @@ async def best_us(unit: Callable[[], Awaitable[Any]], count: int, repeats: int) 
     return best
 
 
-def the_app(bare: bool) -> ASGIApp:
+def the_app(bare: bool, store: str) -> ASGIApp:
     if bare:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bare_app import app as bare_app
 
         ceiling: ASGIApp = bare_app
         return ceiling
-    return create_app(MockSettings(timing="fast", rate_limit=None, balance_usd=10**15))
+    settings = MockSettings(timing="fast", rate_limit=None, balance_usd=10**15, store=store)
+    return create_app(settings)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    app = the_app(args.bare)
+    app = the_app(args.bare, args.store)
     units = await workloads(app)
     if args.cprofile:
         unit = units[args.cprofile]
@@ -172,6 +174,7 @@ def main() -> int:
     add("--count", type=int, default=5000, help="requests per batch (5000)")
     add("--repeats", type=int, default=5, help="batches; the fastest counts (5)")
     add("--bare", action="store_true", help="drive bench/bare_app.py instead of the mock")
+    add("--store", default="memory", help="the mock's --store: memory, or a Redis URL (memory)")
     add("--cprofile", choices=sorted(REQUESTS_PER_UNIT), help="profile this workload instead")
     add("--sort", default="tottime", help="pstats sort key with --cprofile (tottime)")
     add("--top", type=int, default=40, help="functions shown with --cprofile (40)")

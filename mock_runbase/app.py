@@ -364,11 +364,10 @@ async def create_run(request: Request) -> Response:
 
 async def get_run(request: Request) -> Response:
     service = service_of(request)
-    caller = await service.authorize(header(request, b"authorization"), client_ip(request))
+    run_id = request.path_params["run_id"]
+    caller = await service.authorize(header(request, b"authorization"), client_ip(request), run_id)
     note_account(request.scope, caller.key.account)
-    polled = await service.get_run(
-        caller, request.path_params["run_id"], header(request, b"x-mock-scenario")
-    )
+    polled = await service.get_run(caller, run_id, header(request, b"x-mock-scenario"))
     base = public_base(request, service)
     view = run_view(polled.run, await service.now(), lambda name: base + file_path(name))
     headers = {"X-Mock-Warning": polled.warning} if polled.warning else None

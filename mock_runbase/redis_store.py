@@ -17,7 +17,11 @@ processes is:
 
 Runs expire ``run_ttl_ms`` after they are stored (real time). Caches of the account
 overrides and rules are keyed by a version token that changes with every write, so a
-process re-reads them only when another one changed them.
+process re-reads them only when another one changed them; a poll reads the tokens and its run
+in one round trip (``snapshot_with_run``).
+
+The hot path's single commands and scripts go through ``redis_pipeline`` (one pipelined
+connection per process); transactions, scans and the control API through redis-py.
 
 At start-up ``wait_until_reachable`` gives Redis a few seconds to answer (containers started
 together), then fails loudly: a mock whose store never answered would only serve 503s.
@@ -57,6 +61,7 @@ from mock_runbase.accounts import (
 from mock_runbase.clock import parse_timestamp
 from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import RateLimit
+from mock_runbase.redis_pipeline import Script, commands_for
 from mock_runbase.rules import Rule, RuleContext, rule_from_body
 from mock_runbase.runs import Run, new_token
 from mock_runbase.store import (
@@ -188,6 +193,10 @@ redis.call('SET', KEYS[1], target)
 return target
 """
 
+SETTLE_SCRIPT, CREATE_SCRIPT, RATE_LIMIT_SCRIPT = Script(SETTLE), Script(CREATE), Script(RATE_LIMIT)
+FIRE_RULE_SCRIPT, JOURNAL_APPEND_SCRIPT = Script(FIRE_RULE), Script(JOURNAL_APPEND)
+CLOCK_READ_SCRIPT, CLOCK_MOVE_SCRIPT = Script(CLOCK_READ), Script(CLOCK_MOVE)
+
 
 class RedisStore:
     unavailable_errors: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
@@ -222,11 +231,9 @@ class RedisStore:
         self.run_ttl_ms = run_ttl_ms
         self.prefix = prefix
         self.wall_clock = wall_clock
-        self._settle = self.redis.register_script(SETTLE)
-        self._create = self.redis.register_script(CREATE)
-        self._rate_limit = self.redis.register_script(RATE_LIMIT)
-        self._fire_rule = self.redis.register_script(FIRE_RULE)
-        self._journal_append = self.redis.register_script(JOURNAL_APPEND)
+        # the hot path's single commands and scripts: pipelined, a few us each (redis_pipeline)
+        self.commands = commands_for(url, self.redis)
+        self.version_keys = (self.k("overrides", "version"), self.k("rules", "version"))
         self._directory: tuple[Directory, str | None, Directory] | None = None
         self._rules: tuple[str | None, list[Rule]] = ("", [])
 
@@ -261,6 +268,7 @@ class RedisStore:
             client.close()
 
     async def close(self) -> None:
+        await self.commands.close()
         await self.redis.aclose(close_connection_pool=True)
 
     # --- accounts ------------------------------------------------------------------------------
@@ -268,9 +276,18 @@ class RedisStore:
     async def snapshot(self, base: Directory) -> Snapshot:
         """One round trip when nothing changed: both version tokens, compared with the
         caches; what changed is read again."""
-        directory_version, rules_version = await self.redis.mget(
-            self.k("overrides", "version"), self.k("rules", "version")
+        versions = await self.commands.call("MGET", *self.version_keys)
+        return await self.snapshot_at(base, versions)
+
+    async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
+        """A poll's reads in one round trip: the version tokens and the run."""
+        versions, run = await self.commands.calls(
+            ("MGET", *self.version_keys), ("GET", self.k("run", run_id))
         )
+        return await self.snapshot_at(base, versions), load_run(run)
+
+    async def snapshot_at(self, base: Directory, versions: list[str | None]) -> Snapshot:
+        directory_version, rules_version = versions
         cached = self._directory
         if cached is None or cached[0] is not base or cached[1] != directory_version:
             directory = await self.read_directory(base)
@@ -304,8 +321,10 @@ class RedisStore:
         if limit is None:
             return None
         expiry = max(limit.window_ms, VIRTUAL_CLOCK_IDLE_TTL_MS)
-        wait = await self._rate_limit(
-            keys=[self.k("rate", key)], args=[now_ms, limit.window_ms, limit.requests, expiry]
+        wait = await self.commands.run(
+            RATE_LIMIT_SCRIPT,
+            [self.k("rate", key)],
+            [now_ms, limit.window_ms, limit.requests, expiry],
         )
         return None if int(wait) < 0 else int(wait) / 1000
 
@@ -313,15 +332,16 @@ class RedisStore:
         self.rate_limit = rate_limit
 
     async def next_run_number(self) -> int:
-        return int(await self.redis.incr(self.k("run_numbers")))
+        return int(await self.commands.call("INCR", self.k("run_numbers")))
 
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
         refund = pending_refund(run)
         optional = [key.usage_quota, spend_limit_micro(key)]
-        outcome = await self._create(
-            keys=[
+        outcome = await self.commands.run(
+            CREATE_SCRIPT,
+            [
                 self.k("ledger", account.name),
                 self.k("refunds", account.name),
                 self.k("accounts"),
@@ -330,7 +350,7 @@ class RedisStore:
                 self.k("runs"),
                 self.k("runs", account.name),
             ],
-            args=[
+            [
                 now_ms,
                 key.key,
                 run.cost_usd,
@@ -366,10 +386,10 @@ class RedisStore:
             await pipe.execute()
 
     async def get_run(self, run_id: str) -> Run | None:
-        return load_run(await self.redis.get(self.k("run", run_id)))
+        return load_run(await self.commands.call("GET", self.k("run", run_id)))
 
     async def get_run_by_file(self, file_name: str) -> Run | None:
-        run_id = await self.redis.get(self.k("file", file_name))
+        run_id = await self.commands.call("GET", self.k("file", file_name))
         return await self.get_run(run_id) if run_id else None
 
     async def list_runs(
@@ -400,8 +420,8 @@ class RedisStore:
 
     async def settle(self, account: str, now_ms: int) -> None:
         """Refund the account's runs that have failed by ``now_ms``, each once."""
-        await self._settle(
-            keys=[self.k("refunds", account), self.k("ledger", account)], args=[now_ms]
+        await self.commands.run(
+            SETTLE_SCRIPT, [self.k("refunds", account), self.k("ledger", account)], [now_ms]
         )
 
     # --- rules ---------------------------------------------------------------------------------
@@ -441,7 +461,7 @@ class RedisStore:
                 continue
             budget = [rule.times, rule.every, rule.probability]
             args = ["" if a is None else repr(a) for a in budget] + [str(rule.seed), rule.identity]
-            fired = await self._fire_rule(keys=[self.k("rule", rule.id)], args=args)
+            fired = await self.commands.run(FIRE_RULE_SCRIPT, [self.k("rule", rule.id)], args)
             if fired:
                 return rule
         return None
@@ -483,9 +503,10 @@ class RedisStore:
         entry = exchange.entry(0)
         data = {name: getattr(entry, name) for name in JOURNAL_FIELDS}
         try:
-            await self._journal_append(
-                keys=[self.k("journal"), self.k("journal", "seq")],
-                args=[self.journal_size, orjson.dumps(data)],
+            await self.commands.run(
+                JOURNAL_APPEND_SCRIPT,
+                [self.k("journal"), self.k("journal", "seq")],
+                [self.journal_size, orjson.dumps(data)],
             )
         except self.unavailable_errors as error:
             log.warning("journal entry lost, Redis unavailable: %s", error)
@@ -705,13 +726,12 @@ class SharedVirtualClock:
 
     def __init__(self, store: RedisStore, start: str | int) -> None:
         self.redis = store.redis
+        self.commands = store.commands
         self.start_ms = parse_timestamp(start) if isinstance(start, str) else start
         self.key = store.k("clock")
-        self._read = self.redis.register_script(CLOCK_READ)
-        self._move = self.redis.register_script(CLOCK_MOVE)
 
     async def now(self) -> int:
-        return int(await self._read(keys=[self.key], args=[self.start_ms]))
+        return int(await self.commands.run(CLOCK_READ_SCRIPT, [self.key], [self.start_ms]))
 
     async def move_by(self, seconds: float) -> int:
         if not seconds >= 0:
@@ -723,7 +743,9 @@ class SharedVirtualClock:
 
     async def move(self, delta_ms: int, target: str) -> int:
         try:
-            moved = await self._move(keys=[self.key], args=[self.start_ms, delta_ms, target])
+            moved = await self.commands.run(
+                CLOCK_MOVE_SCRIPT, [self.key], [self.start_ms, delta_ms, target]
+            )
         except redis.ResponseError as error:
             raise ValueError(str(error)) from None
         return int(moved)

@@ -77,6 +77,7 @@ class Caller(NamedTuple):  # built on every request: a NamedTuple is the cheapes
 
     key: KeySettings
     snapshot: Snapshot
+    polled: tuple[str, Run | None] | None = None  # a poll's run id and run, read with snapshot
 
 
 class Created(NamedTuple):  # NamedTuples: built on every request, the cheapest to build
@@ -172,13 +173,22 @@ class RunbaseService:
 
     # --- the documented operations ------------------------------------------------------------
 
-    async def authorize(self, authorization: str | None, client_ip: str | None) -> Caller:
-        """Auth, then the key's IP allow-list, then the rate limit (one request counted)."""
+    async def authorize(
+        self, authorization: str | None, client_ip: str | None, run_id: str | None = None
+    ) -> Caller:
+        """Auth, then the key's IP allow-list, then the rate limit (one request counted).
+        A poll gives its ``run_id``: the run is read with the snapshot (one store read)."""
         now = await self.clock.now()
-        snapshot = await self.snapshot()
+        polled = None
+        if run_id is None:
+            snapshot = await self.snapshot()
+        else:
+            snapshot, run = await self.store.snapshot_with_run(self.base_directory, run_id)
+            self.last_directory = snapshot.directory
+            polled = (run_id, run)
         key = snapshot.directory.authenticate(authorization, now)
         check_ip(key, client_ip)
-        caller = Caller(key, snapshot)
+        caller = Caller(key, snapshot, polled)
         if self.settings.rate_limit is None:
             return caller
         wait = await self.store.hit_rate_limit(key.key, now)
@@ -275,10 +285,15 @@ class RunbaseService:
         effect = NO_EFFECT
         try:
             choice = await self.ruled(choice, rules, RuleContext("get", key.key, key.account))
+            polled = caller.polled
             if choice.name != DEFAULT:
                 effect = SCENARIOS[choice.name].build(choice.params)
                 await self.apply_to_exchange(effect)
-            run = await self.store.get_run(run_id)
+                polled = None  # a fault may have delayed the poll: the run as it is now
+            if polled is not None and polled[0] == run_id:
+                run = polled[1]
+            else:
+                run = await self.store.get_run(run_id)
             if run is None or run.account != key.account:
                 raise RunbaseError(
                     404, "run_not_found", f"No run with id {run_id!r} for this account"

@@ -148,6 +148,9 @@ class Store(Protocol):
 
     async def snapshot(self, base: Directory) -> Snapshot: ...
 
+    async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
+        """``snapshot`` and ``get_run`` at once (a poll's reads: one round trip on Redis)."""
+
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None: ...
 
     def virtual_clock(self, start: str | int) -> SettableClock:
@@ -264,6 +267,9 @@ class MemoryStore:
         snapshot = Snapshot(directory, self._rules)
         self._snapshot = (base, snapshot)
         return snapshot
+
+    async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
+        return await self.snapshot(base), await self.get_run(run_id)
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}

@@ -398,6 +398,26 @@ def test_rules_fire_exactly_as_the_pure_model_says(
     harness.run(harness.store.delete_rules(None, rule.id))
 
 
+def test_a_rules_budget_is_never_overspent_by_concurrent_processes(harness: Harness) -> None:
+    key = "sk-" + new_token(8)
+    body = {"effect": {"scenario": "fail"}, "match": {"key": key}, "times": 5}
+    rule = harness.run(harness.store.add_rule(body, 1))
+    stores = [harness.store, harness.peer(), harness.peer()]
+    context = RuleContext("create", key, "acct_a", "openai/gpt-image-2", {})
+
+    async def one(store: Store) -> bool:
+        snapshot = await store.snapshot(Directory())
+        return await store.first_firing(snapshot.rules, context) is not None
+
+    async def race() -> list[bool]:
+        return await asyncio.gather(*(one(stores[i % 3]) for i in range(30)))
+
+    assert sum(harness.run(race())) == 5
+    listed = [r for r in harness.run(harness.store.rules(None)) if r.id == rule.id]
+    assert (listed[0].matches, listed[0].hits) == (30, 5)
+    harness.run(harness.store.delete_rules(None, rule.id))
+
+
 def test_a_seeded_rule_draws_the_same_sequence_whatever_rules_come_before_it(
     harness: Harness,
 ) -> None:
@@ -498,6 +518,22 @@ def test_account_overrides_are_shared_and_keep_keys_not_replaced(harness: Harnes
     assert seen.account("team").starting_balance_usd == 7 * COST
     assert seen.keys_of("team") == list(new_keys)
     assert "sk-config" not in seen.keys
+
+
+def test_a_polls_snapshot_and_run_are_read_together_and_never_stale(harness: Harness) -> None:
+    base = Directory(keys={"sk-config": key_for("sk-config", "team")})
+    store, peer = harness.store, harness.peer()
+    run = make_run(account="team", key="sk-config")
+    create(harness, run)
+    snapshot, found = harness.run(peer.snapshot_with_run(base, run.id))
+    assert found == run and snapshot.directory.account("team").starting_balance_usd != 5 * COST
+    harness.run(store.put_account(base, "team", AccountOverride(5 * COST)))  # peer's cache: old
+    snapshot, found = harness.run(peer.snapshot_with_run(base, "run_missing"))
+    assert found is None
+    assert snapshot.directory.account("team").starting_balance_usd == 5 * COST
+    harness.run(store.add_rule({"effect": {"scenario": "fail"}}, 0))
+    snapshot, found = harness.run(peer.snapshot_with_run(base, run.id))
+    assert found == run and [rule.scenario for rule in snapshot.rules] == ["fail"]
 
 
 def test_keys_dropped_by_a_put_are_revoked_for_every_process(harness: Harness) -> None:
