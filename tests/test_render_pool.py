@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -60,3 +63,32 @@ def test_without_worker_processes_renders_run_in_the_calling_thread(
     assert pool.render(os.getpid) == os.getpid()
     assert pool.warm() is None
     assert "renders run in the server's threads" in caplog.text
+
+
+def test_render_workers_end_with_a_server_killed_without_a_clean_exit() -> None:
+    script = (
+        "import os, sys\n"
+        "from mock_runbase.media.render_pool import RenderPool\n"
+        "pool = RenderPool(workers=1)\n"
+        "print(pool.render(os.getpid), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    worker = int(server.stdout.readline())
+    os.kill(server.pid, signal.SIGKILL)  # no atexit, no shutdown of the pool
+    server.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and alive(worker):
+        time.sleep(0.05)  # waiting for another process to end, not for mock time
+    assert not alive(worker)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

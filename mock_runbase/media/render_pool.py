@@ -17,7 +17,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,10 +34,34 @@ RENDER_NICENESS = 10
 PRELOADED = ["mock_runbase.service", "mock_runbase.media.video"]  # what a worker needs
 
 
-def lower_priority() -> None:
-    """A render worker's start: below the server, so a render never delays an answer."""
+def start_worker(server_pid: int) -> None:
+    """A render worker's start: below the server, so a render never delays an answer, and
+    gone with the server, however it ends (a worker waits on a queue the server would close
+    at a clean exit; killed, the server closes nothing)."""
     with contextlib.suppress(AttributeError, OSError):  # elsewhere: same priority, no lock
         os.nice(RENDER_NICENESS)
+    threading.Thread(target=exit_with, args=(server_pid,), daemon=True).start()
+
+
+def exit_with(server_pid: int) -> None:
+    try:
+        server = os.pidfd_open(server_pid)  # Linux: readable once the process has ended
+    except (AttributeError, OSError):
+        while server_alive(server_pid):
+            time.sleep(1)
+    else:
+        select.select([server], [], [])
+    os._exit(0)
+
+
+def server_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ready() -> int:
@@ -91,7 +117,12 @@ class RenderPool:
         try:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(PRELOADED)
-            return ProcessPoolExecutor(self.workers, mp_context=context, initializer=lower_priority)
+            return ProcessPoolExecutor(
+                self.workers,
+                mp_context=context,
+                initializer=start_worker,
+                initargs=(os.getpid(),),
+            )
         except (ValueError, OSError, ImportError, NotImplementedError) as error:
             self._unavailable = True
             log.warning("renders run in the server's threads (no worker processes: %s)", error)
