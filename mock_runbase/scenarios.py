@@ -90,7 +90,7 @@ class Scenario:
 
     @property
     def description(self) -> str:
-        return (self.build.__doc__ or "").strip()
+        return " ".join((self.build.__doc__ or "").split())  # one line, as the listing shows it
 
 
 SCENARIOS: dict[str, Scenario] = {}

@@ -36,6 +36,15 @@ def test_the_faults_are_the_documented_ones() -> None:
     assert ON_THE_ANSWER == ["malformed-chunk", "truncated"]
 
 
+def test_the_scenarios_listing_says_what_a_create_hit_by_each_did(mock: Mock) -> None:
+    listed = mock.client.get("/_mock/scenarios").json()["scenarios"]
+    for name in INSTEAD:
+        assert "a create creates nothing" in listed[name], name
+    for name in ON_THE_ANSWER:
+        assert "a create made its run and charged it" in listed[name], name
+    assert "404 file_not_found" in listed["cdn-lag"]
+
+
 # --- the bytes on the wire: no HTTP client can read an answer from them ------------------------
 
 HEADER_NAMES = st.sampled_from([b"content-type", b"etag", b"x-mock-warning", b"retry-after"])
