@@ -1,7 +1,7 @@
 """``mock-runbase serve`` as a real process on a free loopback port, for tests that need one.
 
-The process writes its log to a file, never to a pipe nobody reads: uvicorn logs every request,
-and a full pipe (64 KiB) would block the server mid-answer after a few hundred requests.
+The process writes its log to a file, never to a pipe nobody reads: serve prints a line per
+request, and a full pipe (64 KiB) would block the server mid-answer after a few hundred requests.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ REQUIRED = {  # the properties issue #6 lists, and the control API's
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    # warning: access logs of thousands of requests would fill the unread stdout pipe; the
+    # warning: no line for each of thousands of requests in the server's log file; the
     # documented rate limit (serve's default), which rate_limit_is_per_key_as_documented judges
     running = Server("--clock", "virtual", "--timing", "fast", "--log-level", "warning")
     yield running

@@ -34,7 +34,7 @@ PATIENT = httpx.Timeout(30)  # 200 clients on 2 cores: seconds, not milliseconds
 def start_workers(*args: str, workers: int = WORKERS) -> Server:
     """``serve --workers N`` once every worker answers (the first healthy one is not enough:
     the kernel hands connections to whichever worker is listening)."""
-    # warning: the access log of 4 busy workers would fill the unread stdout pipe and block
+    # warning: no line per request from 4 busy workers in the server's log file
     server = Server("--workers", str(workers), "--log-level", "warning", *args)
     answered: set[str] = set()
     for _ in range(500):

@@ -81,17 +81,16 @@ class RenderPool:
     def render(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker process; in this thread if there is none. A pool
         whose worker died (killed, out of memory) is replaced once."""
-        for attempt in range(2):
-            executor = self._executor_or_none()
-            if executor is None:
-                return function(*args)
+        executor = self._executor_or_none()
+        if executor is not None:
             try:
                 return executor.submit(function, *args).result()
             except BrokenProcessPool:
                 self._discard(executor)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+            executor = self._executor_or_none()
+        if executor is None:
+            return function(*args)
+        return executor.submit(function, *args).result()
 
     def warm(self) -> Future[int] | None:
         """Start the fork server and a worker now, without waiting for them."""
