@@ -41,15 +41,15 @@ MAX_BODY = 64 * 1024
 # app got wrong is what a journal is for).
 UNRECORDED_PATHS = frozenset({"/_mock", "/docs", "/healthz", "/openapi.yaml", "/favicon.ico"})
 UNRECORDED_PREFIXES = ("/_mock/", "/docs/")
-ANSWER_FACTS = "mock_runbase.journal"  # scope key: (error code, run id) from note_answer
+ANSWER_FACTS = "mock_runbase.journal"  # scope key: what note_answer or note_run told
 ACCOUNT_FACT = "mock_runbase.journal.account"  # scope key: the caller's account, note_account
-NO_FACTS: tuple[None, None, None] = (None, None, None)
+NO_FACTS: tuple[None, None, None, None] = (None, None, None, None)
 NO_PARAMS: dict[str, str] = {}
 
 
 def note_answer(scope: Scope, content: Any, size: int) -> None:
-    """Tell the journal what a JSON answer carries: ``error.code``, a top-level ``id`` and
-    ``model``.
+    """Tell the journal what a JSON answer carries: ``error.code``, a top-level ``id``,
+    ``model`` and ``status`` (a run's, as the answer showed it).
 
     Handlers call this with the content they serialized (to ``size`` bytes), so the journal
     never buffers or parses answers. An answer longer than MAX_BODY is left out, as the
@@ -60,16 +60,18 @@ def note_answer(scope: Scope, content: Any, size: int) -> None:
     error = content.get("error")
     run_id = content.get("id")
     model = content.get("model")
+    run_status = content.get("status")
     scope[ANSWER_FACTS] = (
         error.get("code") if isinstance(error, dict) else None,
         run_id if isinstance(run_id, str) else None,
         model if isinstance(model, str) else None,
+        run_status if isinstance(run_status, str) else None,
     )
 
 
 def note_run(scope: Scope, run_id: str, model: str) -> None:
     """Tell the journal which run an answer that is not JSON (a run's file) belongs to."""
-    scope[ANSWER_FACTS] = (None, run_id, model)
+    scope[ANSWER_FACTS] = (None, run_id, model, None)
 
 
 def note_account(scope: Scope, account: str) -> None:
@@ -110,6 +112,7 @@ class JournalMiddleware:
                 await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        wall_ms = int(time.time() * 1000)
         try:
             at_ms = await self.clock().now()
         except self.unavailable:
@@ -123,6 +126,7 @@ class JournalMiddleware:
         body: list[bytes] = []
         body_size = 0
         status: int | None = None
+        retry_after: str | None = None
 
         async def recording_receive() -> Message:
             nonlocal body_size
@@ -134,16 +138,18 @@ class JournalMiddleware:
             return message
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, retry_after
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 429 or status == 503:  # the answers that may say when to ask again
+                    retry_after = last_header(message.get("headers", []), b"retry-after")
             await send(message)
 
         try:
             await self.app(scope, recording_receive, recording_send)
         finally:
             duration_s = time.perf_counter() - started
-            error_code, answer_run_id, model = scope.get(ANSWER_FACTS, NO_FACTS)
+            error_code, answer_run_id, model, run_status = scope.get(ANSWER_FACTS, NO_FACTS)
             path_run_id = scope.get("path_params", NO_PARAMS).get("run_id")
             headers = scope["headers"]
             if self.request_log is not None:
@@ -171,6 +177,9 @@ class JournalMiddleware:
                     if ACCOUNT_FACT in scope
                     else self.account_of(last_header(headers, b"authorization")),
                     model,
+                    run_status,
+                    retry_after,
+                    wall_ms,
                 )
             )
 

@@ -42,11 +42,15 @@ class JournalEntry:
     account: str | None
     dropped: bool
     model: str | None = None  # the model the answer names (a run's, created or polled)
+    run_status: str | None = None  # the run's status as the answer showed it
+    retry_after: str | None = None  # the answer's Retry-After header (a 429's, a 503's)
+    wall_at_ms: int = 0  # when it arrived on the machine's clock (``at`` is the mock's)
 
     def view(self) -> dict[str, Any]:
         """camelCase, like the rest of the wire."""
         data = asdict(self)
         data["at"] = format_ms(data.pop("at_ms"))
+        data["wallAt"] = format_ms(data.pop("wall_at_ms"))
         return {camel(name): value for name, value in data.items()}
 
 
@@ -151,6 +155,9 @@ class Exchange:
     run_id: str | None
     account: str | None
     model: str | None = None
+    run_status: str | None = None
+    retry_after: str | None = None
+    wall_at_ms: int = 0
 
     @property
     def dropped(self) -> bool:
@@ -178,4 +185,7 @@ class Exchange:
             account=self.account,
             dropped=self.dropped,
             model=self.model,
+            run_status=self.run_status,
+            retry_after=self.retry_after,
+            wall_at_ms=self.wall_at_ms,
         )

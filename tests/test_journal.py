@@ -35,6 +35,9 @@ def exchange(**changes: Any) -> Exchange:
         "run_id": "run_1",
         "account": "acct_1",
         "model": "openai/gpt-image-2",
+        "run_status": "pending",
+        "retry_after": None,
+        "wall_at_ms": 1_780_315_200_250,
     }
     return Exchange(**{**fields, **changes})
 
@@ -117,6 +120,9 @@ def test_an_entry_decodes_and_redacts_the_raw_exchange() -> None:
         "account": "acct_1",
         "dropped": False,
         "model": "openai/gpt-image-2",
+        "runStatus": "pending",
+        "retryAfter": None,
+        "wallAt": "2026-06-01T12:00:00.250Z",
     }
 
 
@@ -252,6 +258,34 @@ def test_the_journal_names_the_model_of_each_create_and_poll(mock: Mock) -> None
         ("GET", "google/veo-3"),
         ("POST", None),  # model_not_found names no model the mock knows
     ]
+
+
+def test_the_journal_keeps_the_status_each_answer_showed_and_a_429s_retry_after(
+    mock: Mock,
+) -> None:
+    run_id = mock.create(scenario="fail").json()["id"]
+    mock.advance(60)
+    mock.get(run_id)
+    mock.client.get(
+        f"/v1/runs/{run_id}",
+        headers={"Authorization": f"Bearer {KEY}", "X-Mock-Scenario": "rate-limit"},
+    )
+    entries = journal(mock)
+    assert [(e["status"], e["runStatus"], e["retryAfter"]) for e in entries] == [
+        (200, "pending", None),
+        (200, "failed", None),
+        (429, None, "1"),
+    ]
+
+
+def test_each_entry_has_the_machines_time_beside_the_mocks(mock: Mock) -> None:
+    before = datetime.now(UTC)
+    mock.advance(3600)  # the virtual clock moves; the machine's does not
+    mock.create()
+    [entry] = journal(mock)
+    wall = datetime.fromisoformat(entry["wallAt"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= wall <= datetime.now(UTC) + timedelta(seconds=1)
+    assert entry["at"] == mock.client.get("/_mock/clock").json()["now"]
 
 
 # --- what is left out: the mock's own pages and probes ---------------------------------------
