@@ -226,5 +226,49 @@ def insufficient_balance(params: Params) -> Effect:
     )
 
 
+@scenario("spend-limit-exceeded")
+def spend_limit_exceeded(params: Params) -> Effect:
+    """The create answers 403 api_key_spend_limit_exceeded, as if the key had spent its
+    lifetime limit, and creates nothing."""
+    return Effect(
+        http_error=RunbaseError(403, "api_key_spend_limit_exceeded", "API key spend limit exceeded")
+    )
+
+
+@scenario("invalid-api-key", BOTH)
+def invalid_api_key(params: Params) -> Effect:
+    """The request answers 401 invalid_api_key, as if the key had been disabled or had
+    expired; a create creates nothing."""
+    return Effect(
+        http_error=RunbaseError(401, "invalid_api_key", "API key is invalid, disabled or expired")
+    )
+
+
+@scenario("ip-not-allowed", BOTH)
+def ip_not_allowed(params: Params) -> Effect:
+    """The request answers 403 ip_not_allowed, as if the caller's IP were not in the key's
+    allow-list; a create creates nothing."""
+    return Effect(
+        http_error=RunbaseError(
+            403, "ip_not_allowed", "This IP address is not allowed for this API key"
+        )
+    )
+
+
+@scenario("run-not-found", frozenset({"get"}))
+def run_not_found(params: Params) -> Effect:
+    """The poll answers 404 run_not_found, whatever run it asks for."""
+    return Effect(
+        http_error=RunbaseError(404, "run_not_found", "No run with this id for this account")
+    )
+
+
+@scenario("file-not-found", FILES)
+def file_not_found(params: Params) -> Effect:
+    """The file answers 404 file_not_found this time (a rule's `times` says how many times),
+    like a CDN that has not got it yet; unlike cdn-lag, counted in requests, not time."""
+    return Effect(http_error=RunbaseError(404, "file_not_found", "File not found"))
+
+
 def describe() -> dict[str, str]:
     return {name: entry.description for name, entry in SCENARIOS.items()}

@@ -99,6 +99,9 @@ def test_a_seeded_rule_draws_the_same_whatever_rules_were_added_before_it(
         ("rate-limit", 429, "RATE_LIMITED"),
         ("usage-exceeded", 429, "USAGE_EXCEEDED"),
         ("insufficient-balance", 402, "insufficient_balance"),
+        ("spend-limit-exceeded", 403, "api_key_spend_limit_exceeded"),
+        ("invalid-api-key", 401, "invalid_api_key"),
+        ("ip-not-allowed", 403, "ip_not_allowed"),
         ("error-500", 500, "internal_error"),
     ],
 )
@@ -113,6 +116,27 @@ def test_error_rules_answer_the_documented_error_and_create_nothing(
         assert response.headers["retry-after"] == "1"
     assert mock.account() == before
     assert mock.create().status_code == 200
+
+
+def test_a_run_not_found_rule_answers_polls_404_and_leaves_the_run(mock: Mock) -> None:
+    run_id = mock.create().json()["id"]
+    add_rule(mock, {"match": {"endpoint": "get"}, "effect": {"scenario": "run-not-found"},
+                    "times": 1})  # fmt: skip
+    assert error_of(mock.get(run_id)) == (404, "run_not_found")
+    assert mock.get(run_id).json()["id"] == run_id
+
+
+def test_error_rules_of_polls_answer_the_documented_error(mock: Mock) -> None:
+    run_id = mock.create().json()["id"]
+    for scenario, error in [
+        ("invalid-api-key", (401, "invalid_api_key")),
+        ("ip-not-allowed", (403, "ip_not_allowed")),
+        ("rate-limit", (429, "RATE_LIMITED")),
+    ]:
+        add_rule(mock, {"match": {"endpoint": "get"}, "effect": {"scenario": scenario},
+                        "times": 1})  # fmt: skip
+        assert error_of(mock.get(run_id)) == error
+    assert mock.get(run_id).status_code == 200
 
 
 def test_stuck_and_slow_rules(mock: Mock) -> None:

@@ -55,6 +55,17 @@ def counts(mock: Mock) -> list[tuple[int, int]]:
 # --- the header -------------------------------------------------------------------------------
 
 
+def test_a_file_not_found_rule_answers_404_that_many_times_then_the_file(mock: Mock) -> None:
+    _, path = finished_file(mock)
+    add_rule(mock, {"match": {"endpoint": "file"}, "effect": {"scenario": "file-not-found"},
+                    "times": 2})  # fmt: skip
+    answers = [fetch(mock, path) for _ in range(3)]
+    assert [error_of(a) for a in answers[:2]] == [(404, "file_not_found")] * 2
+    assert answers[2].status_code == 200
+    assert answers[2].content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
 def test_the_header_answers_500_on_a_file(mock: Mock) -> None:
     _, path = finished_file(mock)
     assert error_of(fetch(mock, path, "error-500")) == (500, "internal_error")
