@@ -11,7 +11,7 @@
   named with ``endpoint: file``;
 - ``match.key`` can be a key (``sk-``); ``prompt_regex`` compiles;
 - ``effect`` carries only the parameters its scenario uses;
-- ``times`` and ``every`` are not combined; ``seed`` comes with ``probability``;
+- ``seed`` comes with ``probability``;
 - ``effect.media`` comes with a scenario whose runs succeed, on creates, names a file of
   ``--media-dir`` the mock can serve (``own_media``), of a kind some matched model makes;
 
@@ -96,12 +96,6 @@ def check_meaning(body: Mapping[str, Any], catalog: Catalog) -> None:
         except re.error as error:
             raise RuleError("match.prompt_regex", f"{pattern!r} is not a regex: {error}") from None
     check_catalog(match, catalog)
-    if "times" in body and "every" in body:
-        raise RuleError(
-            "every",
-            "times and every do not combine (times: the next N matches; every: every Nth "
-            "match); give one of them",
-        )
     if "seed" in body and "probability" not in body:
         raise RuleError("seed", "only a probability rule draws: add probability, or drop seed")
 

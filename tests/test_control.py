@@ -139,6 +139,11 @@ def test_error_rules_of_polls_answer_the_documented_error(mock: Mock) -> None:
     assert mock.get(run_id).status_code == 200
 
 
+def test_every_with_times_one_fires_on_that_match_only(mock: Mock) -> None:
+    add_rule(mock, {"effect": {"scenario": "error-500"}, "every": 3, "times": 1})
+    assert [mock.create().status_code for _ in range(7)] == [200, 200, 500, 200, 200, 200, 200]
+
+
 def test_stuck_and_slow_rules(mock: Mock) -> None:
     add_rule(mock, {"match": {"prompt_regex": "^stuck"}, "effect": {"scenario": "stuck"}})
     add_rule(mock, {"match": {"aspect_ratio": "9:16"}, "effect": {"scenario": "slow"}})

@@ -85,7 +85,6 @@ REFUSED = [  # (body, field, words the message must hold)
     ),
     ({"match": {"key": "pk-live-1"}}, "match.key", ["'pk-live-1'", "'sk-'"]),
     ({"match": {"prompt_regex": "("}}, "match.prompt_regex", ["'('", "not a regex"]),
-    ({"times": 2, "every": 3}, "every", ["times and every do not combine"]),
     ({"seed": 3}, "seed", ["add probability"]),
     ({"effect": {"scenario": "stuck", "code": "x"}}, "effect.code", ["stuck takes no parameters"]),
     ({"effect": {"scenario": "fail", "ms": 5}}, "effect.ms", ["fail takes code, message"]),
