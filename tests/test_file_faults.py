@@ -65,7 +65,6 @@ def test_a_file_not_found_rule_answers_404_that_many_times_then_the_file(mock: M
     assert answers[2].content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
 def test_the_header_answers_500_on_a_file(mock: Mock) -> None:
     _, path = finished_file(mock)
     assert error_of(fetch(mock, path, "error-500")) == (500, "internal_error")
