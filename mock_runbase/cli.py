@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     add_contract_parser(commands)
     add_proxy_parser(commands)
+    add_check_client_parser(commands)
     return parser
 
 
@@ -134,6 +135,38 @@ def add_proxy_parser(commands: Any) -> None:
     add("--spec", type=Path, help="judge against another openapi.yaml")
     add("--cors", help="answer browsers from these origins: * or a comma list (default off)")
     add("--log-level", default="info")
+
+
+def add_check_client_parser(commands: Any) -> None:
+    check = commands.add_parser(
+        "check-client",
+        help="run a client once per drawn plan of Runbase's answers; shrink what breaks it",
+        description="Start a mock, then run CMD once per plan hypothesis draws (faults, "
+        "errors, run lifecycles in polls), with RUNBASE_BASE_URL and RUNBASE_API_KEY set. "
+        "A non-zero exit or a broken rule (verdicts) fails the example; the smallest failing "
+        "plan is reported. Exit 0: the client coped; 1: it failed; 2: a bad command line.",
+    )
+    add = check.add_argument
+    add("--examples", type=int, default=100, help="plans to try (default 100)")
+    add("--seed", type=int, help="seed of the draws (default random; the report prints it)")
+    add("--timeout", type=float, default=60.0, help="seconds a run of CMD may take (default 60)")
+    add("--max-faults", type=int, default=3, help="faults in a plan at most (default 3)")
+    add("--faults", help="only these faults, a comma list (default every one: see the README)")
+    add("--endpoints", help="faults on these only: a comma list of create, get, file")
+    add("--models", help="the plan's creates match these models only (comma list)")
+    add("--outcomes", help="runs end so: a comma list of succeeded, failed, stuck")
+    add("--state-polls", type=int, default=4, help="polls a run stays in a state at most")
+    add(
+        "--min-poll-interval",
+        type=float,
+        default=1.0,
+        help="least seconds between two polls of a run (advice; default 1; 0: any)",
+    )
+    add("--max-polls", type=int, default=30, help="polls of one run before it is 'for ever'")
+    add("--off", help="client rules not applied, a comma list (see the README)")
+    add("--no-advice", action="store_true", help="apply only documented and inferred rules")
+    add("--report", type=Path, help="also write the result as JSON to this file")
+    add("command", nargs=argparse.REMAINDER, help="-- then the client's command")
 
 
 WORKER_SETTINGS = ENV_PREFIX + "WORKER_SETTINGS"
@@ -253,10 +286,17 @@ def proxy(args: argparse.Namespace) -> int:
         return 2
 
 
+def check_client(args: argparse.Namespace) -> int:
+    from mock_runbase.client_checks.check import run_cli
+
+    return run_cli(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": serve,
     "contract": contract,
     "proxy": proxy,
+    "check-client": check_client,
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -24,9 +24,17 @@ import httpx
 import uvicorn
 
 from mock_runbase.app import create_app
+from mock_runbase.client_checks.plan import Plan
+from mock_runbase.client_checks.verdicts import (
+    ClientViolation,
+    Conduct,
+    exchange_line,
+    judge_client,
+)
 from mock_runbase.ratelimit import RateLimit, parse_rate_limit
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
+from mock_runbase.spec import load_spec
 
 __all__ = ["MockServer", "RunbaseMock", "serve"]
 
@@ -189,6 +197,7 @@ class RunbaseMock:
         self.control = control
         self.clock = Clock(self.control)
         self.account = Account(self.control)
+        self.plan: Plan | None = None  # the last behave()'s
 
     def add_rule(
         self,
@@ -314,6 +323,58 @@ class RunbaseMock:
                 + (f" {wanted}" if wanted else "")
                 + f", found {len(found)}; received:\n{seen or '  (nothing)'}"
             )
+
+    def behave(self, plan: Plan) -> None:
+        """Follow ``plan`` (``mock_runbase.strategies.runbase_behaviours()`` draws them) for
+        this test's next requests: this test's account is reset first (runs, journal, rules,
+        charges), so each example of a property test starts afresh. A plan the mock refuses
+        is a ValueError naming the rule and the problem."""
+        self.control.post("/_mock/reset").raise_for_status()
+        for number, body in enumerate(plan.rules(), start=1):
+            response = self.control.post("/_mock/rules", json=body)
+            if response.status_code != 201:
+                problem = response.json()["error"]["message"]
+                raise ValueError(f"the plan's rule {number} ({body}) was refused: {problem}")
+        self.plan = plan
+
+    def client_violations(
+        self,
+        *,
+        min_poll_interval: float = 1.0,
+        max_polls: int = 30,
+        off: Iterable[str] = (),
+        advice: bool = True,
+    ) -> list[ClientViolation]:
+        """What the client did against the rules of ``client_checks.verdicts`` in this test's
+        journal (see ``assert_client_conformed``)."""
+        conduct = Conduct(min_poll_interval, max_polls, frozenset(off), advice)
+        return judge_client(self.requests, conduct, load_spec(), self.plan)
+
+    def assert_client_conformed(
+        self,
+        *,
+        min_poll_interval: float = 1.0,
+        max_polls: int = 30,
+        off: Iterable[str] = (),
+        advice: bool = True,
+    ) -> None:
+        """Fail, listing each violation with its exchange, if the client sent a request the
+        spec rejects, asked again before a 429's Retry-After, retried a 400-404, polled a
+        finished run, polled a run more often than every ``min_poll_interval`` seconds (0:
+        any), polled one more than ``max_polls`` times, left a run it created unpolled, or
+        stopped on a transient failure. ``off`` names rules to leave out; ``advice=False``
+        leaves out the rules that are advice, not documented fact."""
+        found = self.client_violations(
+            min_poll_interval=min_poll_interval, max_polls=max_polls, off=off, advice=advice
+        )
+        if not found:
+            return
+        lines = [f"the client broke {len(found)} rule(s):"]
+        lines += [f"  {violation.text()}" for violation in found]
+        if self.plan is not None:
+            lines += ["the plan the mock followed:", self.plan.text()]
+        lines += ["what the client sent:"] + [f"  {exchange_line(e)}" for e in self.requests]
+        raise AssertionError("\n".join(lines))
 
     def close(self) -> None:
         """Nothing to release: the HTTP client belongs to the server."""
