@@ -63,7 +63,7 @@ from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
 from mock_runbase.ratelimit import RateLimit
 from mock_runbase.redis_pipeline import Script, commands_for
 from mock_runbase.rules import Rule, RuleContext, rule_from_body
-from mock_runbase.runs import Run, new_token
+from mock_runbase.runs import Run, new_token, polled
 from mock_runbase.store import (
     DEFAULT_RUN_TTL_MS,
     AccountState,
@@ -384,6 +384,32 @@ class RedisStore:
             else:
                 pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
             await pipe.execute()
+
+    async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
+        """Read, count and write back under WATCH of the run: a process whose poll raced
+        another's reads the run again, so no count is lost or doubled. Its refund changes with
+        it (a run that moved had not failed yet: no refund of it was due to be settled)."""
+        key = self.k("run", run_id)
+        counted: Run | None = None
+
+        async def attempt(pipe: Any) -> None:
+            nonlocal counted
+            run = load_run(await pipe.get(key))
+            counted = None if run is None else polled(run, now_ms)
+            pipe.multi()
+            if run is None or counted is None or counted is run:
+                return  # gone, or timed by the clock: nothing to write
+            pipe.set(key, dump_run(counted), xx=True, keepttl=True)
+            refund = pending_refund(counted)
+            if refund != pending_refund(run):
+                refunds, member = self.k("refunds", run.account), refund_member(run)
+                if refund is None:
+                    pipe.zrem(refunds, member)
+                else:
+                    pipe.zadd(refunds, {member: refund.fails_at_ms})
+
+        await self.transaction(attempt, key)
+        return counted
 
     async def get_run(self, run_id: str) -> Run | None:
         return load_run(await self.commands.call("GET", self.k("run", run_id)))

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from mock_runbase.own_media import kind_of
-from mock_runbase.scenarios import ENDPOINTS, SCENARIOS, Params
+from mock_runbase.scenarios import ENDPOINTS, PARAMS, SCENARIOS, Params
 
 __all__ = [
     "RULE_ENDPOINTS",
@@ -198,7 +198,7 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
     return Rule(
         id=f"rule_{number}",
         scenario=name,
-        params=Params(code=effect.get("code"), message=effect.get("message"), ms=effect.get("ms")),
+        params=Params(**{name: effect.get(name) for name in PARAMS}),
         match={k: str(v) for k, v in match.items()},
         prompt_regex=regex,
         times=body.get("times"),

@@ -4,6 +4,13 @@ A run never stores its status. It stores when it was created, how long it waits
 (``pending_ms``) and works (``processing_ms``; ``None`` for a run that never finishes) and how
 it ends (``outcome``); ``status_at(run, now_ms)`` derives the rest, so polling is a lookup,
 states never go backwards and ``completedAt`` is the same on every poll.
+
+A run *timed by polls* (``polls`` not None: ``--timing polls``, or a rule's ``pending_polls``
+and ``processing_polls``) moves one state per answered poll instead of by the clock. Its status
+is still ``status_at`` of its times: it is created held in its first state (``until_polled``),
+and the poll that is due to show a later state moves its times to it, at that instant
+(``polled``, the same move as the control API's ``forced``), so every reader of runs sees it as
+any other run.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -23,7 +30,10 @@ from mock_runbase.clock import format_ms
 
 __all__ = [
     "FILES_PATH",
+    "MAX_POLLS",
     "TIMING_PROFILES",
+    "UNTIL_POLLED_MS",
+    "PollPlan",
     "Run",
     "Status",
     "TimingProfile",
@@ -35,10 +45,14 @@ __all__ = [
     "input_seed",
     "new_token",
     "plan_timing",
+    "planned_polls",
+    "poll_status",
+    "polled",
     "run_view",
     "seeded_token",
     "status_at",
     "timing_for",
+    "until_polled",
 ]
 
 Status = Literal["pending", "processing", "succeeded", "failed"]
@@ -47,6 +61,20 @@ DEFAULT_RUN_ERROR = {
     "code": "forced_failure",
 }
 Outcome = Literal["succeeded", "failed"]
+MAX_POLLS = 1000  # the most polls a run may be planned to spend pending, or processing
+# How long a run timed by polls waits in its first state: until a poll moves it (500 years,
+# the most a state document holds, so it round-trips; a virtual clock moved further would
+# find it processing).
+UNTIL_POLLED_MS = 500 * 365 * 24 * 3600 * 1000
+
+
+class PollPlan(NamedTuple):
+    """How a run timed by polls moves: its answered polls ``1..pending`` show ``pending``, the
+    next ``processing`` (None: every later one) show ``processing``, every later one its
+    outcome. The create's answer is ``pending`` whatever the plan."""
+
+    pending: int
+    processing: int | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class TimingProfile:
     processing_ms: int
     jitter: float  # each phase varies by up to this fraction, seeded
     per_model: bool = False  # the model's own timing (the catalog's) instead of the two above
+    polls: PollPlan | None = None  # timed by polls with this plan instead of the clock
 
 
 TIMING_PROFILES: dict[str, TimingProfile] = {
@@ -63,6 +92,8 @@ TIMING_PROFILES: dict[str, TimingProfile] = {
     "fast": TimingProfile(pending_ms=10, processing_ms=40, jitter=0.25),
     # Terminal at the first read: the create answers pending, the first poll is final.
     "instant": TimingProfile(pending_ms=0, processing_ms=0, jitter=0.0),
+    # One state per answered poll: the create answers pending, poll 1 processing, poll 2 final.
+    "polls": TimingProfile(pending_ms=0, processing_ms=0, jitter=0.0, polls=PollPlan(0, 1)),
 }
 
 
@@ -95,6 +126,9 @@ class Run:
     image_seed: int
     scenario: str
     media: str | None = None  # a file of --media-dir served instead of a rendered one
+    polls: int | None = None  # None: timed by the clock; else timed by polls, these answered
+    pending_polls: int = 0  # a run timed by polls: its plan (``PollPlan``)
+    processing_polls: int | None = 0  # None: processing for ever
 
     @property
     def processing_from_ms(self) -> int:
@@ -250,3 +284,62 @@ def forced(run: Run, status: str, now_ms: int, error: dict[str, str] | None) -> 
         outcome="failed" if status == "failed" else "succeeded",
         error=(error or DEFAULT_RUN_ERROR) if status == "failed" else None,
     )
+
+
+# --- runs timed by polls -----------------------------------------------------------------------
+
+STATE_ORDER = {"pending": 0, "processing": 1, "succeeded": 2, "failed": 2}
+
+
+def planned_polls(
+    profile: TimingProfile, chosen: PollPlan | None, slowdown: float, never_finishes: bool
+) -> PollPlan | None:
+    """A new run's plan: the one its scenario ``chosen`` (a rule's or a header's
+    ``pending_polls``/``processing_polls``), else its profile's (``--timing polls``) with each
+    phase ``slowdown`` times as many polls (``slow``); None for a run timed by the clock. A run
+    that never finishes (``stuck``) processes for ever once its pending polls are answered."""
+    plan = chosen
+    if plan is None and profile.polls is not None:
+        plan = PollPlan(
+            round(profile.polls.pending * slowdown),
+            None
+            if profile.polls.processing is None
+            else round(profile.polls.processing * slowdown),
+        )
+    if plan is not None and never_finishes:
+        plan = plan._replace(processing=None)
+    return plan
+
+
+def until_polled(plan: PollPlan) -> tuple[int, int | None]:
+    """(pending_ms, processing_ms) of a new run timed by ``plan``: held for ever in the state its
+    first poll is due to show (pending; else processing; else its outcome, at once)."""
+    if plan.pending > 0:
+        return UNTIL_POLLED_MS, None
+    if plan.processing != 0:
+        return 0, None
+    return 0, 0
+
+
+def poll_status(run: Run, poll: int) -> Status:
+    """What a run timed by polls is due to show on its ``poll``-th answered poll (1, 2, ...)."""
+    if poll <= run.pending_polls:
+        return "pending"
+    if run.processing_polls is None or poll <= run.pending_polls + run.processing_polls:
+        return "processing"
+    return run.outcome
+
+
+def polled(run: Run, now_ms: int) -> Run:
+    """``run`` after one more answered poll at ``now_ms``: counted and, if that poll is due to
+    show a later state than the run is in, moved to it now (``forced``: held in processing, or
+    ended with ``completedAt`` now). Never moved back (the control API may have moved it
+    further). A run timed by the clock is returned as it is."""
+    if run.polls is None:
+        return run
+    polls = run.polls + 1
+    counted = replace(run, polls=polls)
+    due = poll_status(run, polls)
+    if STATE_ORDER[due] <= STATE_ORDER[status_at(run, now_ms)]:
+        return counted
+    return forced(counted, due, now_ms, run.error)

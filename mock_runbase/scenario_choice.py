@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mock_runbase.errors import RunbaseError
-from mock_runbase.scenarios import DEFAULT, MAX_LATENCY_MS, SCENARIOS, Params, Scenario
+from mock_runbase.scenarios import DEFAULT, INTEGER_PARAMS, SCENARIOS, Params, Scenario
 
 __all__ = ["HEADER", "INVALID", "Choice", "requested_scenario", "with_warning"]
 
@@ -57,6 +57,7 @@ class Choice:
 
 
 NOTHING_ASKED = Choice()
+NO_PARAMS = Params()
 
 
 def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice:
@@ -86,7 +87,8 @@ def parsed(text: str, where: str, endpoint: str) -> Choice:
         known = ", ".join(sorted(SCENARIOS))
         return Choice(warnings=(f"{where}: unknown scenario {echo(name)} ignored; known: {known}",))
     params = parsed_params(entry, param_parts, where)
-    if endpoint not in entry.endpoints and name != DEFAULT:  # a poll "succeeds" anyway
+    # a poll "succeeds" anyway, but not by the polls a create's run takes
+    if endpoint not in entry.endpoints and (name != DEFAULT or params != NO_PARAMS):
         also = f"{where}: {name} applies to {entry.applies_to()}"
         return Choice(warnings=(f"{also}; not applied to {REQUEST_NOUNS[endpoint]}",))
     return Choice(name, params, where)
@@ -108,19 +110,28 @@ def parsed_params(entry: Scenario, parts: list[str], where: str) -> Params:
         if not value:
             raise invalid(f"{where}: {key} needs a value")
         given[key] = value
-    ms = given.get("ms")
+
+    def number(key: str) -> int | None:
+        return None if key not in given else parsed_integer(key, given[key], where)
+
     return Params(
         code=given.get("code"),
         message=given.get("message"),
-        ms=None if ms is None else parsed_ms(ms, where),
+        ms=number("ms"),
+        pending_polls=number("pending_polls"),
+        processing_polls=number("processing_polls"),
     )
 
 
-def parsed_ms(value: str, where: str) -> int:
-    if value.isascii() and value.isdigit() and int(value) <= MAX_LATENCY_MS:
+UNITS = {"ms": "milliseconds"}
+
+
+def parsed_integer(key: str, value: str, where: str) -> int:
+    most = INTEGER_PARAMS[key]
+    if value.isascii() and value.isdigit() and int(value) <= most:
         return int(value)
     raise invalid(
-        f"{where}: ms is a whole number of milliseconds from 0 to {MAX_LATENCY_MS}, "
+        f"{where}: {key} is a whole number of {UNITS.get(key, 'polls')} from 0 to {most}, "
         f"not {echo(value)}"
     )
 

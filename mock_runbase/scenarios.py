@@ -8,6 +8,10 @@ every request it matches. Each scenario names the endpoints it applies to: ``cre
 a scenario declares (an error code, a delay). Each scenario is a registered function from
 ``Params`` to an ``Effect``; the control API and CLI list the registry, and nothing branches
 on scenario names elsewhere.
+
+``succeed``, ``fail`` and ``stuck`` also take ``pending_polls`` (and the first two
+``processing_polls``): the run they make is timed by polls (``runs.PollPlan``), whatever the
+timing profile; the one given alone has the other's default (0 pending, 1 processing).
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mock_runbase.errors import RunbaseError
+from mock_runbase.runs import MAX_POLLS, PollPlan
 
 __all__ = [
     "DEFAULT",
     "ENDPOINTS",
+    "INTEGER_PARAMS",
     "MAX_LATENCY_MS",
+    "MAX_POLLS",
     "PARAMS",
+    "POLL_PARAMS",
     "SCENARIOS",
     "Effect",
     "Params",
@@ -36,19 +44,32 @@ EVERYWHERE = frozenset({"create", "get", "file"})
 FILES = frozenset({"file"})
 ENDPOINTS = ("create", "get", "file")  # as rules name them; a rule's "any" is create and get
 ENDPOINT_NOUNS = {"create": "creates", "get": "polls", "file": "files"}
-PARAMS = ("code", "message", "ms")  # the fields of Params, as rules and headers spell them
+# the fields of Params, as rules and headers spell them
+PARAMS = ("code", "message", "ms", "pending_polls", "processing_polls")
+POLL_PARAMS = ("pending_polls", "processing_polls")
 MAX_LATENCY_MS = 600_000
+INTEGER_PARAMS = {"ms": MAX_LATENCY_MS, "pending_polls": MAX_POLLS, "processing_polls": MAX_POLLS}
 DEFAULT_CDN_LAG_MS = 5000
 
 
 @dataclass(frozen=True)
 class Params:
     """What a rule may tune: the error of ``fail``, the delay of ``latency``, the lag of
-    ``cdn-lag``."""
+    ``cdn-lag``, the polls a run of ``succeed``, ``fail`` or ``stuck`` takes."""
 
     code: str | None = None
     message: str | None = None
     ms: int | None = None
+    pending_polls: int | None = None
+    processing_polls: int | None = None
+
+    def poll_plan(self) -> PollPlan | None:
+        """The run's plan if either poll parameter is given (the other's default: 0 pending
+        polls, 1 processing poll); None: the run is timed as its profile says."""
+        if self.pending_polls is None and self.processing_polls is None:
+            return None
+        processing = 1 if self.processing_polls is None else self.processing_polls
+        return PollPlan(self.pending_polls or 0, processing)
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,7 @@ class Effect:
     error: dict[str, str] | None = None
     slowdown: float = 1.0
     never_finishes: bool = False
+    poll_plan: PollPlan | None = None  # timed by polls with this plan (``stuck``'s: for ever)
     http_error: RunbaseError | None = None
     delay_ms: int = 0
     wire_fault: str | None = None
@@ -110,32 +132,38 @@ def scenario(
     return register
 
 
-@scenario("succeed")
+@scenario("succeed", params=POLL_PARAMS)
 def succeed(params: Params) -> Effect:
-    """The run goes pending -> processing -> succeeded (the default)."""
-    return SUCCEEDS
+    """The run goes pending -> processing -> succeeded (the default); with `pending_polls`
+    and/or `processing_polls`, one state per answered poll."""
+    plan = params.poll_plan()
+    return SUCCEEDS if plan is None else Effect(poll_plan=plan)
 
 
 SUCCEEDS = Effect()
 
 
-@scenario("fail", params=("code", "message"))
+@scenario("fail", params=("code", "message", *POLL_PARAMS))
 def fail(params: Params) -> Effect:
     """The run goes pending -> processing -> failed with an error (code and message may be
-    chosen by a rule); its cost is refunded when it fails."""
+    chosen by a rule); its cost is refunded when it fails. With `pending_polls` and/or
+    `processing_polls`, one state per answered poll."""
     return Effect(
         outcome="failed",
         error={
             "message": params.message or "The provider could not generate the image",
             "code": params.code or "generation_failed",
         },
+        poll_plan=params.poll_plan(),
     )
 
 
-@scenario("stuck")
+@scenario("stuck", params=("pending_polls",))
 def stuck(params: Params) -> Effect:
-    """The run stays processing for ever (test your client's timeout)."""
-    return Effect(never_finishes=True)
+    """The run stays processing for ever (test your client's timeout); with `pending_polls`,
+    after that many answered polls pending."""
+    plan = None if params.pending_polls is None else PollPlan(params.pending_polls, None)
+    return Effect(never_finishes=True, poll_plan=plan)
 
 
 @scenario("slow")

@@ -51,9 +51,11 @@ from mock_runbase.runs import (
     input_seed,
     new_token,
     plan_timing,
+    planned_polls,
     seeded_token,
     status_at,
     timing_for,
+    until_polled,
 )
 from mock_runbase.scenario_choice import Choice, requested_scenario, with_warning
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
@@ -90,6 +92,7 @@ class Polled(NamedTuple):
     run: Run
     warning: str | None
     answer_fault: str | None = None
+    now_ms: int | None = None  # the instant a run timed by polls was counted at: show it then
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,12 @@ class RunbaseService:
         now = await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
         profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
-        pending_ms, processing_ms = plan_timing(profile, seed, effect.slowdown)
+        polls = planned_polls(profile, effect.poll_plan, effect.slowdown, effect.never_finishes)
+        if polls is None:
+            pending_ms, processing = plan_timing(profile, seed, effect.slowdown)
+            processing_ms = None if effect.never_finishes else processing
+        else:
+            pending_ms, processing_ms = until_polled(polls)
         width, height = request.model.output_size(request.input)
         extension = request.model.file_extension
         if choice.media is not None:
@@ -242,7 +250,7 @@ class RunbaseService:
             cost_usd=request.model.cost_usd(request.input),
             created_ms=now,
             pending_ms=pending_ms,
-            processing_ms=None if effect.never_finishes else processing_ms,
+            processing_ms=processing_ms,
             outcome="failed" if effect.outcome == "failed" else "succeeded",
             error=effect.error,
             width=width,
@@ -251,6 +259,9 @@ class RunbaseService:
             image_seed=seed,
             scenario=choice.name,
             media=choice.media,
+            polls=None if polls is None else 0,
+            pending_polls=0 if polls is None else polls.pending,
+            processing_polls=0 if polls is None else polls.processing,
         )
         account = caller.snapshot.directory.account(key.account)
         while True:
@@ -279,10 +290,12 @@ class RunbaseService:
                 return run_id, file_name
 
     async def get_run(self, caller: Caller, run_id: str, scenario_header: str | None) -> Polled:
-        """The run, after the poll's faults (a rule's, else the header's) are applied."""
+        """The run, after the poll's faults (a rule's, else the header's) are applied. A run
+        timed by polls counts the poll (it is answered): it may move it on."""
         key, rules = caller.key, caller.snapshot.rules
         choice = requested_scenario(scenario_header, None, "get")
         effect = NO_EFFECT
+        now: int | None = None
         try:
             choice = await self.ruled(choice, rules, RuleContext("get", key.key, key.account))
             polled = caller.polled
@@ -294,13 +307,16 @@ class RunbaseService:
                 run = polled[1]
             else:
                 run = await self.store.get_run(run_id)
+            if run is not None and run.polls is not None and run.account == key.account:
+                now = await self.clock.now()
+                run = await self.store.count_poll(run_id, now)  # None: it expired meanwhile
             if run is None or run.account != key.account:
                 raise RunbaseError(
                     404, "run_not_found", f"No run with id {run_id!r} for this account"
                 )
         except RunbaseError as error:
             raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
-        return Polled(run, choice.warning, answer_fault(effect.wire_fault))
+        return Polled(run, choice.warning, answer_fault(effect.wire_fault), now)
 
     async def generated_file(self, file_name: str, scenario_header: str | None) -> ServedFile:
         """A run's file, after the faults of its GET (a rule's, else the header's). The GET

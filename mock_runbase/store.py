@@ -50,7 +50,7 @@ from mock_runbase.journal_records import Exchange, JournalEntry, JournalFilter
 from mock_runbase.packed_runs import packed_run, unpacked_run
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.rules import Rule, RuleContext, first_firing, rule_from_body
-from mock_runbase.runs import Run, completed_ms
+from mock_runbase.runs import Run, completed_ms, polled
 
 __all__ = [
     "DEFAULT_RUN_TTL_MS",
@@ -171,6 +171,12 @@ class Store(Protocol):
         ``RunNameTaken``) and change nothing."""
 
     async def replace_run(self, run: Run, now_ms: int) -> None: ...
+
+    async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
+        """One answered poll of a run timed by polls, counted at ``now_ms`` at once for every
+        process (``runs.polled``: the count, and the move to the state that poll is due to
+        show, with its refund); the run as stored then, or None if there is no such run. A run
+        timed by the clock is answered as it is, unchanged."""
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
@@ -314,6 +320,21 @@ class MemoryStore:
         if run.id in self.runs:
             self._keep_hot(run)
         self._schedule_refund(run)
+
+    async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
+        self._forget_expired_runs()
+        kept = self.runs.get(run_id)
+        if kept is None:
+            return None
+        run = as_run(run_id, kept)
+        counted = polled(run, now_ms)
+        if counted is run:
+            return run  # timed by the clock
+        if pending_refund(counted) != pending_refund(run):  # moved: failed now, or not at all
+            self._settle(now_ms)
+            self._schedule_refund(counted)
+        self._keep_hot(counted)
+        return counted
 
     async def get_run(self, run_id: str) -> Run | None:
         self._forget_expired_runs()

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mock_runbase.control_spec import default_control_path, load_control_spec
 from mock_runbase.rule_checks import RuleError, check_meaning, checked_rule, match_branches
-from mock_runbase.scenarios import MAX_LATENCY_MS, PARAMS, SCENARIOS
+from mock_runbase.scenarios import MAX_LATENCY_MS, MAX_POLLS, PARAMS, POLL_PARAMS, SCENARIOS
 from mock_runbase.spec import load_spec
 from tests.conftest import GPT, Mock, MockFactory
 from tests.test_app import error_of
@@ -86,7 +86,30 @@ REFUSED = [  # (body, field, words the message must hold)
     ({"match": {"key": "pk-live-1"}}, "match.key", ["'pk-live-1'", "'sk-'"]),
     ({"match": {"prompt_regex": "("}}, "match.prompt_regex", ["'('", "not a regex"]),
     ({"seed": 3}, "seed", ["add probability"]),
-    ({"effect": {"scenario": "stuck", "code": "x"}}, "effect.code", ["stuck takes no parameters"]),
+    ({"effect": {"scenario": "stuck", "code": "x"}}, "effect.code", ["stuck takes pending_polls"]),
+    ({"effect": {"scenario": "slow", "code": "x"}}, "effect.code", ["slow takes no parameters"]),
+    (
+        {"effect": {"scenario": "slow", "pending_polls": 2}},
+        "effect.pending_polls",
+        ["slow takes no parameters, not pending_polls"],
+    ),
+    (
+        {"effect": {"scenario": "error-500", "pending_polls": 2}},
+        "effect.pending_polls",
+        ["error-500 takes message, not pending_polls"],
+    ),
+    (
+        {"effect": {"scenario": "stuck", "processing_polls": 2}},
+        "effect.processing_polls",
+        ["stuck takes pending_polls, not processing_polls"],
+    ),
+    ({"effect": {"scenario": "fail", "pending_polls": -1}}, "effect.pending_polls", ["minimum"]),
+    (
+        {"effect": {"scenario": "succeed", "processing_polls": 1001}},
+        "effect.processing_polls",
+        ["maximum"],
+    ),
+    ({"effect": {"scenario": "stuck", "pending_polls": "2"}}, "effect.pending_polls", ["integer"]),
     ({"effect": {"scenario": "fail", "ms": 5}}, "effect.ms", ["fail takes code, message"]),
     ({"effect": {"scenario": "latency", "message": "m"}}, "effect.message", ["takes ms"]),
     ({"effect": {"scenario": "explode"}}, "effect.scenario", ["'explode'", "latency"]),
@@ -221,6 +244,8 @@ def test_the_files_effect_parameters_are_the_registrys() -> None:
         allowed = effect["dependentSchemas"][param]["properties"]["scenario"]["enum"]
         assert set(allowed) == {n for n, s in SCENARIOS.items() if param in s.params}, param
     assert effect["properties"]["ms"]["maximum"] == MAX_LATENCY_MS
+    for param in POLL_PARAMS:
+        assert effect["properties"][param]["maximum"] == MAX_POLLS
 
 
 FIELDS = {
@@ -238,7 +263,13 @@ MATCHES = st.dictionaries(st.sampled_from(list(FIELDS)), st.just(None), max_size
 EFFECTS = st.sampled_from(list(SCENARIOS)).flatmap(
     lambda name: st.fixed_dictionaries(
         {"scenario": st.just(name)},
-        optional={"code": st.just("c"), "message": st.just("m"), "ms": st.integers(0, 10)},
+        optional={
+            "code": st.just("c"),
+            "message": st.just("m"),
+            "ms": st.integers(0, 10),
+            "pending_polls": st.integers(0, MAX_POLLS),
+            "processing_polls": st.integers(0, MAX_POLLS),
+        },
     )
 )
 BODIES = st.fixed_dictionaries(

@@ -163,7 +163,13 @@ BAD_PARAMETERS = [
     ("latency; ms=", "ms needs a value"),
     ("latency; ms=1; ms=2", "ms is given twice"),
     ("fail; ms=5", "'ms'"),
-    ("stuck; code=x", "stuck takes no parameters"),
+    ("slow; code=x", "slow takes no parameters"),
+    ("stuck; code=x", "stuck takes pending_polls, not 'code'"),
+    ("stuck; processing_polls=2", "stuck takes pending_polls, not 'processing_polls'"),
+    ("slow; pending_polls=2", "slow takes no parameters, not 'pending_polls'"),
+    ("fail; pending_polls=-1", "pending_polls is a whole number of polls from 0 to 1000"),
+    ("succeed; processing_polls=1001", "not '1001'"),
+    ("fail; pending_polls=two", "not 'two'"),
 ]
 
 

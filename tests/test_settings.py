@@ -30,7 +30,7 @@ from tests.served import Server
 
 # setting -> a value it refuses, and words its message must hold
 BAD_VALUES = {
-    "timing": ("Fast", ["fast, instant, realistic"]),
+    "timing": ("Fast", ["fast, instant, polls, realistic"]),
     "clock": ("Virtual", ["'real' or 'virtual'"]),
     "seed": ("-1", ["greater than or equal to 0"]),
     "rate_limit": ("abc", ["N/SECONDS", "20/10"]),
