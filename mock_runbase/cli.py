@@ -166,7 +166,7 @@ def add_check_client_parser(commands: Any) -> None:
     add("--off", help="client rules not applied, a comma list (see the README)")
     add("--no-advice", action="store_true", help="apply only documented and inferred rules")
     add("--report", type=Path, help="also write the result as JSON to this file")
-    add("command", nargs=argparse.REMAINDER, help="-- then the client's command")
+    add("client_command", nargs=argparse.REMAINDER, metavar="-- CMD", help="the client's command")
 
 
 WORKER_SETTINGS = ENV_PREFIX + "WORKER_SETTINGS"

@@ -39,7 +39,7 @@ from mock_runbase.testing import TEST_DEFAULTS, MockServer, RunbaseMock
 
 __all__ = ["CheckOptions", "ClientCheck", "Example"]
 
-WATCH_INTERVAL_S = 0.05
+WATCH_INTERVAL_S = 0.2  # how often a running client's journal is looked at
 JOURNAL_SIZE = 10_000
 OUTPUT_SHOWN = 4000  # characters of the client's output in a report
 
@@ -186,7 +186,12 @@ class ClientCheck:
                 stdin=subprocess.DEVNULL,
             )
             try:
-                while process.poll() is None:
+                while True:
+                    try:
+                        process.wait(timeout=WATCH_INTERVAL_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
                     if time.monotonic() - started > self.options.timeout:
                         stopped = f"it ran longer than --timeout {self.options.timeout:g} s"
                         break
@@ -195,7 +200,6 @@ class ClientCheck:
                         stopped = (f"it polled one run {polls} times "
                                    f"(--max-polls {self.options.conduct.max_polls})")  # fmt: skip
                         break
-                    time.sleep(WATCH_INTERVAL_S)
             finally:
                 if process.poll() is None:
                     process.kill()
@@ -301,7 +305,7 @@ def run_cli(args: Any) -> int:
     except ImportError:
         print(f"mock-runbase: {EXTRA_HINT}", file=sys.stderr)
         return 2
-    command = list(args.command)
+    command = list(args.client_command)
     if command[:1] == ["--"]:
         command = command[1:]
     try:

@@ -135,14 +135,16 @@ class Lifecycle:
         phases = [f"pending for {polls(self.pending_polls)}"] if self.pending_polls else []
         if self.processing_polls is None:
             return "makes a run that is " + ", ".join([*phases, "then processing for ever"])
-        phases.append(f"processing for {polls(self.processing_polls)}")
+        if self.processing_polls:
+            phases.append(f"processing for {polls(self.processing_polls)}")
+        end = self.outcome
         if self.outcome == "failed":
             given = (("code", self.code), ("message", self.message))
             error = ", ".join(f"{name} {value!r}" for name, value in given if value)
-            end = f"then failed (error {error or 'the mock default'}; refunded)"
-        else:
-            end = "then succeeded"
-        return "makes a run that is " + ", ".join([*phases, end])
+            end += f" (error {error or 'the mock default'}; refunded)"
+        if not phases:
+            return f"makes a run that has {end} by the first poll"
+        return "makes a run that is " + ", ".join([*phases, f"then {end}"])
 
 
 def polls(count: int) -> str:
