@@ -137,7 +137,7 @@ class Lifecycle:
             return "makes a run that is " + ", ".join([*phases, "then processing for ever"])
         if self.processing_polls:
             phases.append(f"processing for {polls(self.processing_polls)}")
-        end = self.outcome
+        end: str = self.outcome
         if self.outcome == "failed":
             given = (("code", self.code), ("message", self.message))
             error = ", ".join(f"{name} {value!r}" for name, value in given if value)
