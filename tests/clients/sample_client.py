@@ -63,6 +63,7 @@ class Client:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        least = self.poll_interval if method == "GET" and "/runs/" in url else 0.0
         for attempt in range(MAX_ATTEMPTS):
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
@@ -75,16 +76,16 @@ class Client:
                 is_file = "/files/" in url
                 if status not in TRANSIENT_STATUSES and not (is_file and status == 404):
                     raise Refused(f"{status} {error.reason}") from None
-                wait = 0.05 * 2**attempt
+                wait = max(least, 0.05 * 2**attempt)  # a poll again: no sooner than a poll
                 if status == 429 and retry_after and self.flaw != "ignores-retry-after":
                     wait = max(wait, float(retry_after))
-                if self.flaw == "ignores-retry-after":
+                if status == 429 and self.flaw == "ignores-retry-after":
                     wait = 0.01
                 self.sleep(wait)
             except BROKEN:
                 if self.flaw == "dropped-create-is-success" and method == "POST":
                     raise
-                self.sleep(0.05 * 2**attempt)
+                self.sleep(max(least, 0.05 * 2**attempt))
         raise Refused(f"{method} {url}: still failing after {MAX_ATTEMPTS} attempts")
 
     def generate(self, prompt: str) -> int:
