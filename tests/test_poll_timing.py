@@ -398,3 +398,55 @@ def test_polled_never_moves_a_forced_run_back() -> None:
     )
     ended = forced(run, "succeeded", 2_000, None)
     assert polled(ended, 3_000) == replace(ended, polls=1)
+
+
+# --- the pytest plugin ------------------------------------------------------------------------
+
+PLUGIN_CONFTEST = """
+import dataclasses
+
+import pytest
+
+from mock_runbase.testing import TEST_DEFAULTS
+
+
+@pytest.fixture(scope="session")
+def runbase_settings():
+    return dataclasses.replace(TEST_DEFAULTS, timing="polls")
+"""
+
+PLUGIN_SUITE = """
+import httpx
+import pytest
+
+
+def statuses(mock, polls):
+    headers = {"Authorization": f"Bearer {mock.api_key}"}
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "a fox"}}
+    created = httpx.post(f"{mock.base_url}/runs", json=body, headers=headers).json()
+    url = f"{mock.base_url}/runs/{created['id']}"
+    return [created["status"]] + [
+        httpx.get(url, headers=headers).json()["status"] for _ in range(polls)
+    ]
+
+
+def test_the_session_settings(runbase_mock):
+    assert statuses(runbase_mock, 3) == ["pending", "processing", "succeeded", "succeeded"]
+
+
+@pytest.mark.runbase(timing="instant")
+def test_a_marker_instead(runbase_mock):
+    assert statuses(runbase_mock, 1) == ["pending", "succeeded"]
+
+
+@pytest.mark.runbase(timing="polls")
+def test_a_marker_of_polls(runbase_mock):
+    assert statuses(runbase_mock, 2) == ["pending", "processing", "succeeded"]
+"""
+
+
+def test_the_pytest_plugin_takes_timing_polls(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makepyfile(test_user_suite=PLUGIN_SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=3)
