@@ -348,4 +348,10 @@ def mock_run_view(run: Any, now_ms: int, base: str) -> dict[str, Any]:
     }
     if run.media is not None:
         view["mock"]["media"] = run.media
+    if run.polls is not None:
+        view["mock"] |= {
+            "polls": run.polls,
+            "pendingPolls": run.pending_polls,
+            "processingPolls": run.processing_polls,
+        }
     return view

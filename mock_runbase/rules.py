@@ -198,7 +198,7 @@ def rule_from_body(body: dict[str, Any], number: int, seed: int) -> Rule:
     return Rule(
         id=f"rule_{number}",
         scenario=name,
-        params=Params(**{name: effect.get(name) for name in PARAMS}),
+        params=Params(**{param: effect.get(param) for param in PARAMS}),
         match={k: str(v) for k, v in match.items()},
         prompt_regex=regex,
         times=body.get("times"),

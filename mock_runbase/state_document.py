@@ -4,7 +4,8 @@
 A document (``version`` 1) holds the state as of ``clock.now``:
 
 - ``runs``: every run kept, oldest first, as the store keeps it (its timing plan, outcome and
-  file), so a poll after loading answers as before;
+  file; a run timed by polls, its polls answered and its plan), so a poll after loading
+  answers as before;
 - ``accounts``: what ``PUT /_mock/accounts`` changed (starting balance, keys, dropped keys),
   laid over the loading mock's ``--config``;
 - ``ledgers``: what each account and key was charged and refunded, and its runs;
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 VERSION = 1
+POLL_FIELDS = ("polls", "pendingPolls", "processingPolls")  # a run timed by polls: all three
 MAX_MESSAGE = 300  # a schema message quotes the value: a whole document, if that is what's wrong
 
 
@@ -186,6 +188,18 @@ def run_entry(run: Run) -> dict[str, Any]:
         "imageSeed": run.image_seed,
         "scenario": run.scenario,
         "media": run.media,
+        **poll_entry(run),
+    }
+
+
+def poll_entry(run: Run) -> dict[str, Any]:
+    """A run timed by polls: its count and plan (none for a run timed by the clock)."""
+    if run.polls is None:
+        return {}
+    return {
+        "polls": run.polls,
+        "pendingPolls": run.pending_polls,
+        "processingPolls": run.processing_polls,
     }
 
 
@@ -257,9 +271,12 @@ def check_rules(document: Mapping[str, Any], check_rule: RuleCheck) -> None:
 
 
 def check_runs(document: Mapping[str, Any], checks: StateChecks) -> None:
-    """Each run's create and own file, before the schema: their messages say more."""
+    """Each run's create, own file and poll fields, before the schema: their messages say
+    more."""
     entries = document.get("runs")
     for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(entry, dict):
+            check_polls(entry, f"runs[{index}]")
         if isinstance(entry, dict) and "model" in entry and "input" in entry:
             request = checked_create(entry, f"runs[{index}]", checks.spec)
             if isinstance(media := entry.get("media"), str):
@@ -287,7 +304,7 @@ def run_of(entry: Mapping[str, Any], where: str, checks: StateChecks) -> Run:
         cost_usd=int(entry["costUsd"]),
         created_ms=parse_timestamp(entry["createdAt"]),
         pending_ms=int(entry["pendingMs"]),
-        processing_ms=None if entry["processingMs"] is None else int(entry["processingMs"]),
+        processing_ms=optional_int(entry["processingMs"]),
         outcome=entry["outcome"],
         error=entry["error"],
         width=int(entry["width"]),
@@ -296,7 +313,28 @@ def run_of(entry: Mapping[str, Any], where: str, checks: StateChecks) -> Run:
         image_seed=int(entry["imageSeed"]),
         scenario=entry["scenario"],
         media=entry.get("media"),
+        polls=None if "polls" not in entry else int(entry["polls"]),
+        pending_polls=int(entry.get("pendingPolls", 0)),
+        processing_polls=optional_int(entry.get("processingPolls", 0)),
     )
+
+
+def optional_int(value: Any) -> int | None:
+    """``int``: JSON Schema's integers include ``2.0``, and the stores keep integers."""
+    return None if value is None else int(value)
+
+
+def check_polls(entry: Mapping[str, Any], where: str) -> None:
+    """A run timed by polls carries its count and its plan, all three; one timed by the
+    clock none of them."""
+    given = [name for name in POLL_FIELDS if name in entry]
+    if given and len(given) < len(POLL_FIELDS):
+        missing = ", ".join(name for name in POLL_FIELDS if name not in entry)
+        raise StateError(
+            f"{where}.{given[0]}",
+            f"a run timed by polls has {', '.join(POLL_FIELDS)} (one timed by the clock none "
+            f"of them): {missing} missing",
+        )
 
 
 def check_media(name: str, kind: str, where: str, media: MediaDirectory) -> None:

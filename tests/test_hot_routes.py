@@ -56,6 +56,9 @@ SCENARIOS = st.sampled_from(
     [
         *[None, None, "error-500", "rate-limit", "drop", "latency; ms=0", "fail", "fial"],
         *["latency;ms=x", "reset", "garbage", "truncated", "malformed-chunk", "cdn-lag"],
+        # runs timed by polls: each answered poll, on either path, counts alike
+        *["fail; pending_polls=1; processing_polls=1", "stuck; pending_polls=2"],
+        *["succeed; processing_polls=2", "succeed; pending_polls=x"],
     ]
 )
 REQUESTS = st.fixed_dictionaries(

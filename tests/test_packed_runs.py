@@ -1,5 +1,5 @@
-"""Runs packed into bytes (the memory store's cold runs) come back exactly as they were, and a
-store holding many runs keeps only its hot ones as objects."""
+"""Runs packed into bytes (the memory store's cold runs), or written to Redis, come back exactly
+as they were, and a store holding many runs keeps only its hot ones as objects."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import asyncio
 import gc
 from dataclasses import replace
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_runbase.accounts import AccountSettings, KeySettings
 from mock_runbase.packed_runs import packed_run, unpacked_run
+from mock_runbase.redis_store import dump_run, load_run
 from mock_runbase.runs import Run
 from mock_runbase.store import MemoryStore
 
@@ -45,6 +47,9 @@ RUNS = st.builds(
     image_seed=st.integers(min_value=0, max_value=2**64 - 1),
     scenario=TEXT,
     media=st.none() | TEXT,
+    polls=st.none() | st.integers(min_value=0, max_value=2**53),  # None: timed by the clock
+    pending_polls=st.integers(min_value=0, max_value=1000),
+    processing_polls=st.none() | st.integers(min_value=0, max_value=1000),
 )
 
 
@@ -80,6 +85,18 @@ def test_a_packed_run_unpacks_to_the_same_run(run: Run) -> None:
     packed = packed_run(run)
     assert isinstance(packed, bytes)
     assert unpacked_run(run.id, packed) == run
+
+
+@given(RUNS)
+def test_a_run_stored_in_redis_loads_back_the_same_run(run: Run) -> None:
+    assert load_run(dump_run(run).decode()) == run
+
+
+def test_a_run_stored_before_runs_were_timed_by_polls_loads_as_timed_by_the_clock() -> None:
+    run = stored_run(0)
+    older = {k: v for k, v in orjson.loads(dump_run(run)).items() if "polls" not in k}
+    assert load_run(orjson.dumps(older).decode()) == run
+    assert run.polls is None
 
 
 def test_a_run_that_cannot_be_packed_exactly_stays_an_object() -> None:

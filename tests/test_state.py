@@ -249,6 +249,26 @@ BAD_DOCUMENTS: list[tuple[str, Callable[[Document], Any], list[str]]] = [
     ),
     ("an unknown scenario", lambda d: d["runs"][0].update(scenario="boom"), ["runs[0].scenario"]),
     (
+        "a poll count without its plan",
+        lambda d: d["runs"][0].update(polls=1),
+        ["runs[0].polls", "pendingPolls, processingPolls missing"],
+    ),
+    (
+        "a poll plan without its count",
+        lambda d: d["runs"][0].update(pendingPolls=1, processingPolls=None),
+        ["runs[0].pendingPolls", "polls missing"],
+    ),
+    (
+        "a negative poll count",
+        lambda d: d["runs"][0].update(polls=-1, pendingPolls=0, processingPolls=1),
+        ["runs[0].polls", "-1"],
+    ),
+    (
+        "too many processing polls",
+        lambda d: d["runs"][0].update(polls=0, pendingPolls=0, processingPolls=1001),
+        ["runs[0].processingPolls", "1001"],
+    ),
+    (
         "a rule that can never match",
         lambda d: rule(d)["rule"]["match"].update(resolution="8K"),
         ["rules[0].rule.match.resolution", "8K"],
@@ -367,7 +387,13 @@ STEPS = st.lists(
         st.tuples(
             st.just("create"),
             st.sampled_from([KEY, OTHER_KEY]),
-            st.sampled_from([None, "fail", "stuck", "slow", "error-500"]),
+            st.sampled_from(
+                [
+                    *[None, "fail", "stuck", "slow", "error-500"],
+                    *["fail; pending_polls=1; processing_polls=2", "stuck; pending_polls=1"],
+                    "succeed; processing_polls=0",
+                ]
+            ),
         ),
         st.tuples(st.just("advance"), st.integers(0, 120)),
         st.tuples(

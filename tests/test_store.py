@@ -26,7 +26,16 @@ from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
 from mock_runbase.redis_store import RedisStore
 from mock_runbase.rules import Rule, RuleContext, fires_at, rule_from_body
-from mock_runbase.runs import Run, forced, new_token
+from mock_runbase.runs import (
+    PollPlan,
+    Run,
+    completed_ms,
+    forced,
+    new_token,
+    poll_status,
+    status_at,
+    until_polled,
+)
 from mock_runbase.store import MemoryStore, PendingRefund, RunNameTaken, Store
 from tests.redis_server import RedisServer
 
@@ -207,6 +216,66 @@ def test_a_balance_never_goes_below_zero_under_concurrent_creates(harness: Harne
     assert (charged, refunded, runs) == (7 * COST, 0, 7)
     failed = outcomes.count("failed")
     assert balance_of(harness, now=START + 10_000) == (7 * COST, failed * COST, 7)
+
+
+def timed_by_polls(run: Run, pending: int, processing: int | None) -> Run:
+    pending_ms, processing_ms = until_polled(PollPlan(pending, processing))
+    return replace(
+        run,
+        pending_ms=pending_ms,
+        processing_ms=processing_ms,
+        polls=0,
+        pending_polls=pending,
+        processing_polls=processing,
+    )
+
+
+def test_polls_are_counted_once_each_under_concurrent_processes(harness: Harness) -> None:
+    run = timed_by_polls(make_run(outcome="failed"), 10, 10)
+    create(harness, run)
+    create(harness, make_run())  # the packed store: the run timed by polls is packed now
+    stores = [harness.store, harness.peer(), harness.peer()]
+    now = START + 1000
+
+    async def race() -> list[Run | None]:
+        return await asyncio.gather(*(stores[i % 3].count_poll(run.id, now) for i in range(30)))
+
+    counted = [found for found in harness.run(race()) if found is not None]
+    assert sorted(found.polls or 0 for found in counted) == list(range(1, 31))
+    for found in counted:  # each the run after its own poll
+        assert status_at(found, now) == poll_status(found, found.polls or 0)
+    stored = harness.run(harness.peer().get_run(run.id))
+    assert stored is not None and stored.polls == 30 and status_at(stored, now) == "failed"
+    assert completed_ms(stored) == now
+    assert balance_of(harness, now=now) == (2 * COST, COST, 2)  # refunded once
+    assert balance_of(harness, now=START + 10**9) == (2 * COST, COST, 2)
+
+
+def test_a_poll_counted_of_a_run_timed_by_the_clock_or_of_none_changes_nothing(
+    harness: Harness,
+) -> None:
+    run = make_run(outcome="failed")
+    create(harness, run)
+    assert harness.run(harness.store.count_poll(run.id, START + 600)) == run
+    assert harness.run(harness.peer().get_run(run.id)) == run
+    assert harness.run(harness.store.count_poll("run_missing", START)) is None
+    assert balance_of(harness, now=START + 1500) == (COST, COST, 1)
+
+
+def test_a_poll_that_moves_a_run_on_schedules_or_cancels_its_refund(harness: Harness) -> None:
+    ends_now = timed_by_polls(make_run(outcome="failed"), 0, 1)
+    failing_later = make_run(outcome="failed")  # pending until START + 500, fails at + 1500...
+    held = replace(failing_later, polls=0, pending_polls=0, processing_polls=None)
+    create(harness, ends_now)
+    create(harness, held)  # ...unless a poll holds it processing first
+    now = START + 400
+    for _ in range(2):
+        harness.run(harness.store.count_poll(ends_now.id, now))
+    harness.run(harness.store.count_poll(held.id, now))
+    assert balance_of(harness, now=now) == (2 * COST, COST, 2)
+    assert balance_of(harness, now=START + 10**9) == (2 * COST, COST, 2)
+    stored = harness.run(harness.peer().get_run(held.id))
+    assert stored is not None and status_at(stored, START + 10**9) == "processing"
 
 
 def test_runs_are_listed_newest_first_per_account(harness: Harness) -> None:
