@@ -210,11 +210,15 @@ class RunbaseMock:
         message: str | None = None,
         ms: int | None = None,
         media: str | None = None,
+        pending_polls: int | None = None,
+        processing_polls: int | None = None,
         **match: str,
     ) -> dict[str, Any]:
         """A fault rule for this test's key: ``add_rule("fail", times=1, prompt_regex="^cat")``;
-        ``add_rule("succeed", media="cat.png")``: its runs serve that file of ``media_dir``."""
-        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms, "media": media}
+        ``add_rule("succeed", media="cat.png")``: its runs serve that file of ``media_dir``;
+        ``add_rule("fail", pending_polls=2, processing_polls=3)``: its runs are timed by polls."""
+        effect = {"scenario": scenario, "code": code, "message": message, "ms": ms, "media": media,
+                  "pending_polls": pending_polls, "processing_polls": processing_polls}  # fmt: skip
         body = {
             "match": match,
             "effect": {k: v for k, v in effect.items() if v is not None},

@@ -2,7 +2,8 @@
 
 A plan's steps must hit exactly the requests they name (property tests over plans); the
 sample client (tests/clients/sample_client.py) copes with every plan drawn, on the virtual
-clock (its sleeps advance it); each of its flaws is found, and shrunk to a plan naming it.
+clock (its sleeps advance it); a flaw is found and shrunk to a plan naming it (the other flaws,
+and the client in a process of its own: tests/test_check_client.py).
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def smallest_breaking_plan(mock: RunbaseMock, flaw: str, **options: Any) -> Plan
     found: Plan = find(
         runbase_behaviours(**QUICK, **options),
         breaks,
-        settings=settings(FIXTURE_PER_EXAMPLE, max_examples=300),
+        settings=settings(FIXTURE_PER_EXAMPLE, max_examples=300, derandomize=True),
     )
     return found
 
@@ -313,36 +314,10 @@ def test_shrinking_leaves_one_429_for_a_client_that_ignores_retry_after(
     runbase_mock: RunbaseMock,
 ) -> None:
     plan = smallest_breaking_plan(runbase_mock, "ignores-retry-after")
-    assert plan.faults() == [Fault("rate-limit")]
-    assert plan.polls == plan.files == ()
-    assert [v.rule for v in client_violations_of(runbase_mock, plan, "ignores-retry-after")] == [
-        "retry-after-ignored"
-    ]
-
-
-def test_a_client_that_crashes_on_a_failed_runs_error_is_found_with_one_failed_run(
-    runbase_mock: RunbaseMock,
-) -> None:
-    plan = smallest_breaking_plan(runbase_mock, "crashes-on-failed-run")
-    assert plan == Plan(creates=(Lifecycle(0, 0, "failed", "generation_failed"),))
-
-
-def test_a_client_that_takes_a_lost_create_for_a_run_is_found_with_one_broken_create(
-    runbase_mock: RunbaseMock,
-) -> None:
-    plan = smallest_breaking_plan(runbase_mock, "dropped-create-is-success")
-    [fault] = plan.faults()
-    assert fault.scenario in {
-        "drop",
-        "reset",
-        "empty-response",
-        "garbage",
-        "truncated",
-        "malformed-chunk",
-    }
-    assert isinstance(plan.creates[0], Fault)
-    rules = [v.rule for v in client_violations_of(runbase_mock, plan, "dropped-create-is-success")]
-    assert rules == ["gave-up-on-transient"]
+    assert plan.faults() == [Fault("rate-limit")]  # on a create or a poll: one 429, no other
+    rules = {v.rule for v in client_violations_of(runbase_mock, plan, "ignores-retry-after")}
+    assert "retry-after-ignored" in rules
+    assert rules <= {"retry-after-ignored", "polled-too-fast"}  # a 429 on a poll: a poll too
 
 
 def client_violations_of(mock: RunbaseMock, plan: Plan, flaw: str) -> list[Any]:

@@ -69,6 +69,18 @@ def test_failure_surfaces_the_error(runbase_mock):
     assert runbase_mock.account.balance == 100_000_000  # refunded
 
 
+def test_a_rule_times_its_runs_by_polls(runbase_mock):
+    runbase_mock.add_rule("fail", times=1, pending_polls=2, processing_polls=1)
+    auth = {"Authorization": f"Bearer {runbase_mock.api_key}"}
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "a fox"}}
+    run_id = httpx.post(f"{runbase_mock.base_url}/runs", json=body, headers=auth).json()["id"]
+    seen = [
+        httpx.get(f"{runbase_mock.base_url}/runs/{run_id}", headers=auth).json()["status"]
+        for _ in range(4)
+    ]
+    assert seen == ["pending", "pending", "processing", "failed"]
+
+
 def test_insufficient_balance_is_402(runbase_mock):
     runbase_mock.account.set_balance(10_000)
     with pytest.raises(httpx.HTTPStatusError) as caught:
@@ -157,7 +169,7 @@ def user_suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_a_users_suite_passes_with_the_plugin(user_suite: pytest.Pytester) -> None:
     result = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=12)
 
 
 def test_parallel_workers_never_see_each_others_runs(user_suite: pytest.Pytester) -> None:
@@ -176,7 +188,7 @@ def test_parallel_workers_never_see_each_others_runs(user_suite: pytest.Pytester
         """
     )
     result = user_suite.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-n", "2")
-    result.assert_outcomes(passed=19)
+    result.assert_outcomes(passed=20)
 
 
 def test_the_mark_rejects_unknown_options(pytester: pytest.Pytester) -> None:
