@@ -8,6 +8,8 @@ shows the flaw, and its report (``--report``) names the cause.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +23,14 @@ FAST = ["--min-poll-interval", "0.01"]
 
 
 def check_client(
-    tmp_path: Path, *options: str, client: list[str] = CLIENT
+    tmp_path: Path, *options: str, client: list[str] = CLIENT, env: dict[str, str] | None = None
 ) -> tuple[int, str, dict[str, Any]]:
     """Exit status, output, and the --report (empty if none was written)."""
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "mock_runbase", "check-client", *options, "--report", str(report),
          "--", *client],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
     )  # fmt: skip
     data = json.loads(report.read_text()) if report.exists() else {}
     return done.returncode, done.stdout + done.stderr, data
@@ -131,3 +133,13 @@ def test_a_client_that_never_calls_the_mock_fails(tmp_path: Path) -> None:
     code, _, report = check_client(tmp_path, "--examples", "3", client=["true"])
     assert code == 1
     assert any("no-requests" in cause for cause in report["minimal"]["causes"])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")
+def test_the_readmes_node_client_passes(tmp_path: Path) -> None:
+    code, output, report = check_client(
+        tmp_path, "--examples", "15", "--seed", "2", *FAST,
+        client=["node", "tests/clients/sample_client.mjs"], env={"POLL_INTERVAL_MS": "20"},
+    )  # fmt: skip
+    assert code == 0, output
+    assert report["examples"] == 15
