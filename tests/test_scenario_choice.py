@@ -91,10 +91,13 @@ def test_every_scenario_the_readme_says_works_on_polls_does() -> None:
         "empty-response",
         "error-500",
         "garbage",
+        "invalid-api-key",
+        "ip-not-allowed",
         "latency",
         "malformed-chunk",
         "rate-limit",
         "reset",
+        "run-not-found",
         "truncated",
     ]
 

@@ -41,7 +41,7 @@ __all__ = ["CheckOptions", "ClientCheck", "Example"]
 
 WATCH_INTERVAL_S = 0.2  # how often a running client's journal is looked at
 JOURNAL_SIZE = 10_000
-OUTPUT_SHOWN = 4000  # characters of the client's output in a report
+OUTPUT_SHOWN = 4 * 1024  # characters of the client's output in a report
 
 
 @dataclass(frozen=True)
