@@ -30,6 +30,7 @@ ENDPOINTS = ("create", "get", "file")
 OUTCOMES = ("succeeded", "failed", "stuck")
 DEFAULT_ERROR_CODE = "generation_failed"
 MAX_LIST = 12  # polls or downloads a plan reaches
+TRANSIENT_WEIGHT = 3
 
 
 def runbase_behaviours(
@@ -64,20 +65,18 @@ def runbase_behaviours(
         if endpoint not in chosen_endpoints or not names:
             return None
         latency = st.integers(min_value=1, max_value=max_latency_ms)
-        return st.sampled_from(names).flatmap(
+        # A refusal (401-404, USAGE_EXCEEDED) ends the client's job: the rest of the plan is
+        # never reached. Transient faults are drawn three times as often, so most plans get
+        # as far as their run's lifecycle.
+        transient = [n for n in names if FAULTS[n].transient]
+        weighted = transient * TRANSIENT_WEIGHT + [n for n in names if not FAULTS[n].transient]
+        return st.sampled_from(weighted).flatmap(
             lambda name: st.builds(
                 Fault, st.just(name), latency if name == "latency" else st.none()
             )
         )
 
-    lifecycle = st.builds(
-        make_lifecycle,
-        pending=st.integers(0, state_polls),
-        processing=st.integers(0, state_polls),
-        outcome=st.sampled_from(chosen_outcomes),
-        code=st.just(DEFAULT_ERROR_CODE) | st.from_regex(r"\A[a-z][a-z_]{2,23}\Z"),
-        message=st.none() | st.text(min_size=1, max_size=60).filter(str.strip),
-    )
+    lifecycle = lifecycles(chosen_outcomes, state_polls)
     model = st.none() if models is None else st.sampled_from(list(models))
 
     @st.composite
@@ -121,14 +120,18 @@ def placed(
     return gaps.map(spread)
 
 
-def make_lifecycle(
-    pending: int, processing: int, outcome: str, code: str, message: str | None
-) -> Lifecycle:
-    if outcome == "stuck":
-        return Lifecycle(pending_polls=pending, processing_polls=None)
-    if outcome == "failed":
-        return Lifecycle(pending, processing, "failed", code, message)
-    return Lifecycle(pending, processing)
+def lifecycles(outcomes: Sequence[str], state_polls: int) -> st.SearchStrategy[Lifecycle]:
+    """A run's lifecycle; only what its outcome uses is drawn (a stuck run has no processing
+    polls, a run that succeeds no error), so shrinking spends no tries on the rest."""
+    polls = st.integers(0, state_polls)
+    error_code = st.just(DEFAULT_ERROR_CODE) | st.from_regex(r"\A[a-z][a-z_]{2,23}\Z")
+    message = st.none() | st.text(min_size=1, max_size=60).filter(str.strip)
+    by_outcome = {
+        "succeeded": st.builds(Lifecycle, polls, polls),
+        "failed": st.builds(Lifecycle, polls, polls, st.just("failed"), error_code, message),
+        "stuck": st.builds(Lifecycle, polls, st.none()),
+    }
+    return st.one_of([by_outcome[outcome] for outcome in outcomes])
 
 
 def checked_names(option: str, given: Iterable[str], allowed: Sequence[str]) -> tuple[str, ...]:

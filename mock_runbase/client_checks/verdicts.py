@@ -174,13 +174,24 @@ def judge_client(
     found: list[ClientViolation] = []
     if not judged:
         found.append(ClientViolation("no-requests", "the client sent no request to the mock"))
-    found += rejected_requests(judged, Judge(spec))
+    found += rejected_requests(judged, judge_of(spec))
     found += non_retryable_retries(judged)
     found += poll_conduct(judged, conduct)
     found += retry_after_waits(judged)
     never_ends = plan is not None and any(life.stuck for life in plan.lifecycles())
     found += abandoned(judged, judge_last=not never_ends)
     return [violation for violation in found if conduct.applies(violation.rule)]
+
+
+_JUDGES: dict[int, tuple[Spec, Judge]] = {}
+
+
+def judge_of(spec: Spec) -> Judge:
+    """The spec's ``Judge``, compiled once per spec (a property test judges many journals)."""
+    kept = _JUDGES.get(id(spec))
+    if kept is None or kept[0] is not spec:
+        kept = _JUDGES[id(spec)] = (spec, Judge(spec))
+    return kept[1]
 
 
 def rejected_requests(entries: list[Mapping[str, Any]], judge: Judge) -> list[ClientViolation]:
