@@ -30,7 +30,7 @@ ENDPOINTS = ("create", "get", "file")
 OUTCOMES = ("succeeded", "failed", "stuck")
 DEFAULT_ERROR_CODE = "generation_failed"
 MAX_LIST = 12  # polls or downloads a plan reaches
-TRANSIENT_WEIGHT = 3
+TRANSIENT_WEIGHT = 2
 
 
 def runbase_behaviours(
@@ -66,7 +66,7 @@ def runbase_behaviours(
             return None
         latency = st.integers(min_value=1, max_value=max_latency_ms)
         # A refusal (401-404, USAGE_EXCEEDED) ends the client's job: the rest of the plan is
-        # never reached. Transient faults are drawn three times as often, so most plans get
+        # never reached. Transient faults are drawn twice as often, so most plans get
         # as far as their run's lifecycle.
         transient = [n for n in names if FAULTS[n].transient]
         weighted = transient * TRANSIENT_WEIGHT + [n for n in names if not FAULTS[n].transient]

@@ -37,7 +37,7 @@ try {
     { model: "openai/gpt-image-2", input: { prompt: "a lighthouse at dawn" } });
   let run = created;
   for (let polls = 0; !["succeeded", "failed"].includes(run.status); polls++) {
-    if (polls >= 20) { console.log(`gave up on ${created.id}`); process.exit(0); }
+    if (polls >= 10) { console.log(`gave up on ${created.id}`); process.exit(0); }
     await sleep(pollMs);
     run = await json("GET", `${base}/runs/${created.id}`);
   }

@@ -31,7 +31,7 @@ FLAWS = {
     "polls-stuck-run-for-ever": "polls until the run ends, however long that takes",
 }
 MAX_ATTEMPTS = 8
-MAX_POLLS = 20
+MAX_POLLS = 10
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 BROKEN = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
