@@ -80,6 +80,7 @@ def test_pytest_contracts_with_base_url_passes_against_mock_runbase_serve(
 ) -> None:
     junit = tmp_path / "contracts.xml"
     command = [sys.executable, "-m", "pytest", "contracts", "--base-url", f"{server.base}/v1"]
+    command += ["--contract-profile", "quick"]  # every contract; in process they run in full
     result = run([*command, "--junitxml", str(junit), *QUIET], cwd=ROOT)
     assert result.returncode == 0, result.stdout[-5000:]
     assert f"Runbase contracts against live server {server.base}/v1" in result.stdout
