@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,31 @@ def alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+UNGUARDED_SCRIPT = """
+import httpx, mock_runbase
+from mock_runbase.media.render_pool import RENDER_POOL
+
+with mock_runbase.serve() as mock:
+    headers = {"Authorization": f"Bearer {mock.api_key}"}
+    body = {"model": "openai/gpt-image-2", "input": {"prompt": "a fox"}}
+    run = httpx.post(f"{mock.base_url}/runs", headers=headers, json=body).json()
+    done = httpx.get(f"{mock.base_url}/runs/{run['id']}", headers=headers).json()
+    image = httpx.get(done["output"]["urls"][0])
+    in_workers = RENDER_POOL._executor is not None and not RENDER_POOL._unavailable
+    print("script ran", image.status_code, image.content[:4] == b"\\x89PNG", in_workers)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once_and_renders_in_workers(tmp_path: Path) -> None:
+    """multiprocessing re-runs the main script in new processes; the render workers must not
+    run a user's script again (the README's plain-script example has no main guard)."""
+    script = tmp_path / "my_script.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["script ran 200 True True"]
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr

@@ -14,10 +14,12 @@ container), renders go on in the calling thread, as before, and a warning says s
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import logging
 import multiprocessing
 import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -84,18 +86,18 @@ class RenderPool:
         executor = self._executor_or_none()
         if executor is not None:
             try:
-                return executor.submit(function, *args).result()
+                return submitted(executor, function, *args).result()
             except BrokenProcessPool:
                 self._discard(executor)
             executor = self._executor_or_none()
         if executor is None:
             return function(*args)
-        return executor.submit(function, *args).result()
+        return submitted(executor, function, *args).result()
 
     def warm(self) -> Future[int] | None:
         """Start the fork server and a worker now, without waiting for them."""
         executor = self._executor_or_none()
-        return executor.submit(ready) if executor is not None else None
+        return submitted(executor, ready) if executor is not None else None
 
     def close(self) -> None:
         with self._lock:
@@ -132,6 +134,30 @@ class RenderPool:
             if self._executor is executor:
                 self._executor = None
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+_SUBMITTING = threading.Lock()
+MAIN_LEFT_ALONE = importlib.machinery.ModuleSpec("__main__", None)
+
+
+def submitted(executor: ProcessPoolExecutor, function: Callable[..., T], *args: Any) -> Future[T]:
+    """``executor.submit``, which starts the fork server and workers when it needs them,
+    without their importing this process's ``__main__`` again. multiprocessing re-runs the
+    main script in each new process; a user's script that calls ``mock_runbase.serve()``
+    without an ``if __name__ == "__main__":`` guard would then run again in every render
+    worker. A main module whose spec is named ``__main__`` is left alone, so for the moment
+    of the submit it is given one (renders need nothing of it: they are functions of this
+    package)."""
+    main = sys.modules.get("__main__")
+    with _SUBMITTING:
+        if main is None:
+            return executor.submit(function, *args)
+        kept = getattr(main, "__spec__", None)
+        main.__spec__ = MAIN_LEFT_ALONE
+        try:
+            return executor.submit(function, *args)
+        finally:
+            main.__spec__ = kept
 
 
 RENDER_POOL = RenderPool()
