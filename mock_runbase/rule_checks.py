@@ -11,7 +11,7 @@
   named with ``endpoint: file``;
 - ``match.key`` can be a key (``sk-``); ``prompt_regex`` compiles;
 - ``effect`` carries only the parameters its scenario uses;
-- ``seed`` comes with ``probability``;
+- ``seed`` comes with ``probability``, which is above 0 (a rule that never fires is refused);
 - ``effect.media`` comes with a scenario whose runs succeed, on creates, names a file of
   ``--media-dir`` the mock can serve (``own_media``), of a kind some matched model makes;
 
@@ -96,6 +96,10 @@ def check_meaning(body: Mapping[str, Any], catalog: Catalog) -> None:
         except re.error as error:
             raise RuleError("match.prompt_regex", f"{pattern!r} is not a regex: {error}") from None
     check_catalog(match, catalog)
+    if body.get("probability") == 0 and not isinstance(body.get("probability"), bool):
+        raise RuleError(
+            "probability", "0 never fires: give one above 0 (1: every match), or add no rule"
+        )
     if "seed" in body and "probability" not in body:
         raise RuleError("seed", "only a probability rule draws: add probability, or drop seed")
 

@@ -86,6 +86,8 @@ REFUSED = [  # (body, field, words the message must hold)
     ({"match": {"key": "pk-live-1"}}, "match.key", ["'pk-live-1'", "'sk-'"]),
     ({"match": {"prompt_regex": "("}}, "match.prompt_regex", ["'('", "not a regex"]),
     ({"seed": 3}, "seed", ["add probability"]),
+    ({"probability": 0}, "probability", ["0 never fires"]),
+    ({"probability": 0.0, "seed": 1}, "probability", ["0 never fires"]),
     ({"effect": {"scenario": "stuck", "code": "x"}}, "effect.code", ["stuck takes pending_polls"]),
     ({"effect": {"scenario": "slow", "code": "x"}}, "effect.code", ["slow takes no parameters"]),
     (
