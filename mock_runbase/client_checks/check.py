@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,9 @@ from mock_runbase.testing import TEST_DEFAULTS, MockServer, RunbaseMock
 
 __all__ = ["CheckOptions", "ClientCheck", "Example"]
 
+# The mock a client meets: the real clock (the client's waits are real), runs timed by polls.
+CHECK_SETTINGS = replace(TEST_DEFAULTS, clock="real", timing="polls", journal_size=10_000)
 WATCH_INTERVAL_S = 0.2  # how often a running client's journal is looked at
-JOURNAL_SIZE = 10_000
 OUTPUT_SHOWN = 4 * 1024  # characters of the client's output in a report
 
 
@@ -129,8 +130,7 @@ class ClientCheck:
         from mock_runbase.strategies import runbase_behaviours
 
         strategy = runbase_behaviours(**self.options.strategy)
-        settings_ = replace_settings(TEST_DEFAULTS)
-        server = MockServer(settings_).start()
+        server = MockServer(CHECK_SETTINGS).start()
         self.started = time.monotonic()
         try:
             mock = server.fresh(timing="polls", seed=self.seed)
@@ -238,12 +238,6 @@ class ClientCheck:
 
     def write_report(self, path: Path) -> None:
         path.write_bytes(orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2))
-
-
-def replace_settings(settings: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(settings, clock="real", timing="polls", journal_size=JOURNAL_SIZE)
 
 
 def most_polls(entries: list[dict[str, Any]]) -> int:
