@@ -57,6 +57,12 @@ def runbase_behaviours(
             raise ValueError(f"{name} must be a whole number from {least}, not {value!r}")
     if not chosen_outcomes:
         raise ValueError("outcomes: give at least one of " + ", ".join(OUTCOMES))
+    reachable = [n for n in chosen_faults if FAULTS[n].endpoints & set(chosen_endpoints)]
+    if faults is not None and chosen_faults and not reachable:
+        raise ValueError(
+            f"faults: none of {', '.join(chosen_faults)} happens on "
+            f"{', '.join(chosen_endpoints) or 'no endpoint'}: no plan would hold a fault"
+        )
     if models is not None and (isinstance(models, str) or not models):
         raise ValueError("models: give a list of model ids (or None for any model)")
 

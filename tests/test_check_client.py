@@ -106,6 +106,7 @@ def reproduced(rules: list[dict[str, Any]], flaw: str) -> list[str]:
         (["--endpoints", "poll"], "'poll' not among create, get, file"),
         (["--off", "nonsense"], "off: nonsense not among"),
         (["--min-poll-interval", "-1"], "min_poll_interval must be 0 or more"),
+        (["--models", "openai/gpt-image-2,no/such"], "--models: no/such not a model of the mock"),
     ],
 )
 def test_a_bad_option_exits_2_naming_it_before_anything_runs(

@@ -135,6 +135,7 @@ def rule_schema() -> Any:
         ({"outcomes": []}, "at least one"),
         ({"max_faults": -1}, "max_faults must be a whole number from 0"),
         ({"models": []}, "models: give a list"),
+        ({"faults": ["run-not-found"], "endpoints": ["create"]}, "none of run-not-found happens"),
     ],
 )
 def test_a_bad_option_of_the_strategy_is_a_value_error_naming_it(

@@ -288,6 +288,11 @@ def options_from(args: Any) -> CheckOptions:
     from mock_runbase.strategies import runbase_behaviours
 
     runbase_behaviours(**strategy)  # a bad option fails here, before anything starts
+    served = load_spec().catalog.models
+    unknown = [model for model in strategy.get("models", []) if model not in served]
+    if unknown:  # the plan's rules would be refused by the mock, example after example
+        known = ", ".join(sorted(served))
+        raise ValueError(f"--models: {', '.join(unknown)} not a model of the mock ({known})")
     return CheckOptions(args.examples, args.seed, args.timeout, conduct, strategy)
 
 
