@@ -2,8 +2,9 @@
 
 For performance work on a noisy machine: each round starts every target in turn (the order
 rotates between rounds), drives the chosen workloads with wrk and stops it, so slow drifts in
-the machine's load hit every target alike. Prints one markdown table (median requests/s over
-the rounds, with the spread) and the load average before and after::
+the machine's load hit every target alike. Prints one markdown table (median over the rounds,
+with the spread, of requests/s and of the server's CPU time per request during each run, which
+steal and wrk's share of the cores move far less) and the load average before and after::
 
     python bench/ab.py --tree before=/tmp/before --tree after=. --bare --rounds 5
 
@@ -29,6 +30,7 @@ from tools import ensure_py_spy, ensure_wrk, log
 
 WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
+SATURATED_CPU = "us CPU"  # the server's CPU time per request of a workload run at full speed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup", type=float, default=1.0, help="unmeasured seconds before each (1)")
     add("--connections", type=int, default=32, help="wrk connections (32)")
     add("--cpu-rate", type=int, help="also: server CPU us per request of the mix at this rate")
+    add(
+        "--pin",
+        action="store_true",
+        help="server on CPU 1, wrk (and this script) on CPU 0: steadier on a 2-core machine",
+    )
     add("--profile-dir", type=Path, help="after the rounds, py-spy each target under the mix")
     return parser
 
@@ -66,17 +73,34 @@ def measure_round(targets: list[Target], load: LoadSettings, args: argparse.Name
     found: Round = {}
     for target in targets:
         with running(target) as server:
+            if args.pin:
+                pin(server.pid, {1})
             env = base_env(server)
             for workload in args.workloads:
-                result = run_wrk(load, server.base_url, workload, env)
-                log(f"{target.label} {workload}: {result.rps:,.0f} req/s ({result.errors} errors)")
+                run_wrk(
+                    load, server.base_url, workload, env, duration_s=load.warmup_s, warmup=False
+                )
+                before = cpu_seconds(server.pid)
+                result = run_wrk(load, server.base_url, workload, env, warmup=False)
+                cpu_us = (cpu_seconds(server.pid) - before) / max(1, result.requests) * 1e6
+                log(
+                    f"{target.label} {workload}: {result.rps:,.0f} req/s, "
+                    f"{cpu_us:.1f} us CPU/request ({result.errors} errors)"
+                )
                 found[(target.label, workload)] = result.rps
+                found[(target.label, f"{workload} {SATURATED_CPU}")] = cpu_us
             if args.cpu_rate:
                 paced = {**env, "BENCH_RATE": str(args.cpu_rate)}
                 cpu_us = cpu_per_request_us(server.pid, load, server.base_url, paced)
                 log(f"{target.label} mix CPU: {cpu_us:.1f} us/request")
                 found[(target.label, CPU_COLUMN)] = cpu_us
     return found
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
 
 
 def cpu_per_request_us(pid: int, load: LoadSettings, url: str, env: dict[str, str]) -> float:
@@ -97,7 +121,9 @@ def profile_trees(targets: list[Target], load: LoadSettings, folder: Path) -> No
     py_spy = ensure_py_spy()
     if py_spy is None:
         raise SystemExit("ab: --profile-dir needs py-spy (pip install py-spy)")
-    plan = Plan(load, rate=0, repeats=1, stored_runs=0, profile_to=None, py_spy=py_spy)
+    plan = Plan(
+        load, rate=0, repeats=1, stored_runs=(), stall_renders=0, profile_to=None, py_spy=py_spy
+    )
     for target in targets:
         with running(target) as server:
             out = folder / f"profile-{target.name}.folded"
@@ -140,13 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not targets:
         raise SystemExit("ab: give at least one --tree NAME=DIR or --bare")
     load = LoadSettings(ensure_wrk(), 1, args.connections, args.duration, args.warmup)
+    if args.pin:
+        os.sched_setaffinity(0, {0})  # wrk, started by this process, inherits it
     before = load_average()
     started = time.perf_counter()
     rounds = [measure_round(rotated(targets, n), load, args) for n in range(args.rounds)]
     if args.profile_dir:
         profile_trees(targets, load, args.profile_dir)
     if rounds:
-        columns = [*args.workloads, *([CPU_COLUMN] if args.cpu_rate else [])]
+        saturated = [f"{workload} {SATURATED_CPU}" for workload in args.workloads]
+        columns = [*args.workloads, *saturated, *([CPU_COLUMN] if args.cpu_rate else [])]
         print(table(rounds, [t.label for t in targets], columns))
     paced = f"; CPU at {args.cpu_rate} requests/s of the mix" if args.cpu_rate else ""
     print(

@@ -194,6 +194,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mock_runbase.app import create_app
+    from mock_runbase.one_write import OneWriteHttpToolsProtocol
 
     flags = {name: value for name, value in vars(args).items() if name != "command"}
     try:
@@ -227,6 +228,7 @@ def serve(args: argparse.Namespace) -> int:
         port=options.port,
         log_level=LOG_LEVELS[options.log_level],
         access_log=False,  # the mock's own line per request (request_log) replaces it
+        http=OneWriteHttpToolsProtocol,
         workers=options.workers if options.workers > 1 else None,
         factory=options.workers > 1,
     )

@@ -31,6 +31,7 @@ from mock_runbase.client_checks.verdicts import (
     exchange_line,
     judge_client,
 )
+from mock_runbase.one_write import OneWriteHttpToolsProtocol
 from mock_runbase.ratelimit import RateLimit, parse_rate_limit
 from mock_runbase.service import RunbaseService
 from mock_runbase.settings import MockSettings
@@ -50,7 +51,12 @@ class MockServer:
         self.app = create_app(settings)
         self.service: RunbaseService = self.app.state.service
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            http=OneWriteHttpToolsProtocol,  # as serve answers
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
