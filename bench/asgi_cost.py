@@ -2,7 +2,8 @@
 
 Far less noisy than wrk on a busy machine (only this process's CPU time counts), so it is the
 first thing to look at when changing the hot path; wrk (``bench/ab.py``) then confirms. It
-drives ``create_app()`` with the scopes uvicorn would send and prints microseconds per request
+drives ``create_app()`` as ``serve`` builds it (a line per request included, written to
+``/dev/null``) with the scopes uvicorn would send and prints microseconds per request
 (the best of ``--repeats`` batches)::
 
     python bench/asgi_cost.py                    # the installed mock_runbase
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import time
@@ -146,8 +148,13 @@ def the_app(bare: bool, store: str) -> ASGIApp:
 
         ceiling: ASGIApp = bare_app
         return ceiling
-    settings = MockSettings(timing="fast", rate_limit=None, balance_usd=10**15, store=store)
-    return create_app(settings)
+    settings = MockSettings(
+        timing="fast", rate_limit=None, balance_usd=10**15, store=store, log_requests=True
+    )
+    app = create_app(settings)
+    assert app.request_log is not None  # serve's line per request, written to nowhere
+    app.request_log.stream = open(os.devnull, "w")  # noqa: SIM115 (open while the bench runs)
+    return app
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -36,6 +36,7 @@ from mock_runbase.journal import (
     last_header,
     note_account,
     note_answer,
+    note_body,
     note_run,
 )
 from mock_runbase.own_media import MEDIA_TYPES, MediaDirectory
@@ -123,13 +124,14 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
         exception_handlers=exception_handlers,
         lifespan=closing(service, request_log),
     )
-    api: ASGIApp = HotRoutes(
+    hot = HotRoutes(
         prefixes=API_PREFIXES,
         create=create_run,
         poll=get_run,
         exception_handlers=exception_handlers,
         fallback=app.starlette,
     )
+    api: ASGIApp = hot
     if settings.replay is not None:
         app.replay = replaying(api, settings, spec)
         service.reserved_names = app.replay.cassette.run_names()  # its runs are not the mock's
@@ -138,10 +140,11 @@ def create_app(settings: MockSettings | None = None, *, clock: Clock | None = No
     app.entry = JournalMiddleware(
         api,
         clock=lambda: service.clock,
-        record=store.record,
+        record=store.record_soon,
         account_of=lambda header: service.last_directory.account_of(header),
         unavailable=store.unavailable_errors,
         request_log=request_log,
+        hot=hot if api is hot else None,  # a replay answers in front of the hot routes
     )
     if settings.cors:
         app.entry = cors(app.entry, settings.cors)
@@ -312,24 +315,31 @@ def header(request: Request, name: bytes) -> str | None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    """The whole body, refused (413) as soon as it is known to exceed ``limit`` bytes; noted
+    for the journal (the hot routes' requests are journaled from what they note)."""
     declared = header(request, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     more = True
-    while more:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
+    try:
+        while more:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            more = message.get("more_body", False)
+    except BaseException:
+        note_body(request.scope, b"".join(chunks))  # what was read is journaled, as it came
+        raise
+    body = b"".join(chunks)
+    note_body(request.scope, body)
+    return body
 
 
 def too_large(limit: int) -> RunbaseError:

@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mock_runbase.journal import note_sent
+from mock_runbase.wire_faults import BrokenAnswer
+
 __all__ = ["HotRoutes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -67,6 +70,10 @@ class HotRoutes:
         if endpoint is None:
             await self.fallback(scope, receive, send)
             return
+        await self.answer(endpoint, scope, receive, send)
+
+    async def answer(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        """``endpoint``'s answer (or its error's), its status noted for the journal."""
         request = Request(scope, receive)
         try:
             response = await endpoint(request)
@@ -74,15 +81,25 @@ class HotRoutes:
             kind, handler = self.handler_of(error)
             if handler is None:
                 raise
-            await (await handler(request, error))(scope, receive, send)
+            await sent(await handler(request, error), scope, receive, send)
             if kind is Exception:
                 raise
             error.__traceback__ = None  # a reused exception instance would pile up tracebacks
             return
-        await response(scope, receive, send)
+        await sent(response, scope, receive, send)
 
     def handler_of(self, error: Exception) -> tuple[type, ErrorHandler | None]:
         for kind in type(error).__mro__:
             if kind in self.handlers:
                 return kind, self.handlers[kind]
         return Exception, None
+
+
+async def sent(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    """``response`` sent, and what the journal records of it noted (a broken answer sends no
+    status: it breaks the connection instead)."""
+    if isinstance(response, BrokenAnswer):
+        note_sent(scope, None, [])
+    else:
+        note_sent(scope, response.status_code, response.raw_headers)
+    await response(scope, receive, send)

@@ -524,6 +524,9 @@ class RedisStore:
 
     # --- the journal ---------------------------------------------------------------------------
 
+    def record_soon(self, exchange: Exchange) -> Awaitable[None]:
+        return self.record(exchange)
+
     async def record(self, exchange: Exchange) -> None:
         """Append one exchange; a journal entry lost to an outage never fails the request."""
         entry = exchange.entry(0)

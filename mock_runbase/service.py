@@ -235,33 +235,33 @@ class RunbaseService:
             processing_ms = None if effect.never_finishes else processing
         else:
             pending_ms, processing_ms = until_polled(polls)
-        width, height = request.model.output_size(request.input)
+        cost_usd, width, height = request.model.price_and_size(request.input)
         extension = request.model.file_extension
         if choice.media is not None:
             own = await self.own_file(choice.media, 500, "internal_error")
             width, height, extension = own.width, own.height, own.extension
         run_id, file_name = await self.run_names(extension)
-        run = Run(
-            id=run_id,
-            account=key.account,
-            key=key.key,
-            model=request.model.id,
-            input=request.input,
-            cost_usd=request.model.cost_usd(request.input),
-            created_ms=now,
-            pending_ms=pending_ms,
-            processing_ms=processing_ms,
-            outcome="failed" if effect.outcome == "failed" else "succeeded",
-            error=effect.error,
-            width=width,
-            height=height,
-            file_name=file_name,
-            image_seed=seed,
-            scenario=choice.name,
-            media=choice.media,
-            polls=None if polls is None else 0,
-            pending_polls=0 if polls is None else polls.pending,
-            processing_polls=0 if polls is None else polls.processing,
+        run = Run(  # positional, in the fields' order: keyword arguments cost more on a create
+            run_id,
+            key.account,
+            key.key,
+            request.model.id,
+            request.input,
+            cost_usd,
+            now,
+            pending_ms,
+            processing_ms,
+            "failed" if effect.outcome == "failed" else "succeeded",
+            effect.error,
+            width,
+            height,
+            file_name,
+            seed,
+            choice.name,
+            choice.media,
+            None if polls is None else 0,
+            0 if polls is None else polls.pending,
+            0 if polls is None else polls.processing,
         )
         account = caller.snapshot.directory.account(key.account)
         while True:

@@ -31,7 +31,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
@@ -205,6 +205,9 @@ class Store(Protocol):
     async def delete_rules(self, account: str | None, rule_id: str | None) -> int: ...
 
     async def record(self, exchange: Exchange) -> None: ...
+
+    def record_soon(self, exchange: Exchange) -> Awaitable[None] | None:
+        """``record`` on the hot path: None once recorded, or what to await until it is."""
 
     async def journal(self, selection: JournalFilter) -> list[JournalEntry]: ...
 
@@ -397,6 +400,9 @@ class MemoryStore:
         return len(doomed)
 
     async def record(self, exchange: Exchange) -> None:
+        self.record_soon(exchange)
+
+    def record_soon(self, exchange: Exchange) -> None:
         self._journal_seq += 1
         self._journal.append((self._journal_seq, exchange))
 

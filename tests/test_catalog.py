@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mock_runbase.catalog import Model
+from mock_runbase.catalog import MAX_PRICED, Model
 from mock_runbase.errors import RunbaseError
 from mock_runbase.spec import load_spec
 from mock_runbase.validation import ValidatedRequest, parse_create_request
@@ -367,10 +367,30 @@ def test_any_valid_input_of_any_model_has_a_price_a_size_and_a_length(data: st.D
     assert model.cost_usd(full) >= 0
     width, height = model.output_size(full)
     assert width > 0 and height > 0
+    for _ in range(2):  # computed, then remembered: the same either way
+        assert model.price_and_size(full) == (model.cost_usd(full), width, height)
     if model.kind == "video":
         assert model.duration_s(full) > 0 and model.fps(full) > 0
         if "duration" in fields:
             assert model.duration_s(full) == float(fields["duration"])
+
+
+def test_remembered_prices_are_bounded_and_keyed_by_what_prices_them() -> None:
+    """A number field (a Kling duration) has more values than are remembered."""
+    model, field_name = next(
+        (m, name)
+        for m in SPEC.catalog
+        for name in m.priced_fields
+        if m.input_schema["properties"][name].get("type") == "number"
+    )
+    prop = model.input_schema["properties"][field_name]
+    base = parse({"model": model.id, "input": {"prompt": "x"}}).input
+    assert model.price_and_size({**base, "prompt": "another"}) == model.price_and_size(base)
+    step = (prop["maximum"] - prop["minimum"]) / (MAX_PRICED * 2)
+    for n in range(MAX_PRICED + 10):
+        full = {**base, field_name: prop["minimum"] + n * step}
+        assert model.price_and_size(full) == (model.cost_usd(full), *model.output_size(full))
+        assert len(model._priced) <= MAX_PRICED
 
 
 @pytest.mark.parametrize("model_id", sorted(SPEC.catalog.models))

@@ -7,6 +7,7 @@ import asyncio
 import io
 import re
 import signal
+import time
 
 import httpx
 from hypothesis import given
@@ -18,6 +19,7 @@ from mock_runbase.settings import MockSettings
 from tests.served import Server
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (\S+) (\S+) (\d{3}|dropped) \d+\.\d ms(?: (\S+))?$")
+AT_MS = 1_780_000_000_000  # a whole second
 CREATE = {"model": "openai/gpt-image-2", "input": {"prompt": "a fox"}}
 AUTH = {"Authorization": "Bearer sk-test"}
 
@@ -32,10 +34,10 @@ def test_lines_wait_for_the_timer_and_are_written_together() -> None:
 
     async def scenario() -> tuple[str, str]:
         log = RequestLog(stream, wait_s=0)  # the next turn of the loop
-        log.add("POST", "/v1/runs", b"", 200, 0.0012, "run_abc")
-        log.add("GET", "/v1/runs/run_x", b"", 404, 0.0003, "run_not_found")
-        log.add("POST", "/v1/runs", b"", None, 0.0001, None)
-        log.add("GET", "/_mock/requests", b"status=4xx", 200, 0.0005, None)
+        log.add(AT_MS, "POST", "/v1/runs", b"", 200, 0.0012, "run_abc")
+        log.add(AT_MS + 5, "GET", "/v1/runs/run_x", b"", 404, 0.0003, "run_not_found")
+        log.add(AT_MS + 1000, "POST", "/v1/runs", b"", None, 0.0001, None)
+        log.add(AT_MS + 1001, "GET", "/_mock/requests", b"status=4xx", 200, 0.0005, None)
         before = stream.getvalue()
         for _ in range(3):
             await asyncio.sleep(0)
@@ -50,6 +52,10 @@ def test_lines_wait_for_the_timer_and_are_written_together() -> None:
         ("GET", "/_mock/requests?status=4xx", "200", ""),
     ]
     assert len(after.splitlines()) == 4
+    clock = [time.strftime("%H:%M:%S", time.localtime(AT_MS // 1000 + n)) for n in (0, 1)]
+    arrived = [line.split(" ")[0] for line in after.splitlines()]
+    assert arrived == [f"{clock[0]}.000", f"{clock[0]}.005", f"{clock[1]}.000", f"{clock[1]}.001"]
+    assert after.splitlines()[0].endswith(" 200 1.2 ms run_abc")
 
 
 def test_a_full_batch_is_written_at_once_and_a_broken_stream_fails_nothing() -> None:
@@ -58,12 +64,13 @@ def test_a_full_batch_is_written_at_once_and_a_broken_stream_fails_nothing() -> 
 
     async def many() -> None:
         for n in range(MAX_PENDING):
-            log.add("GET", f"/v1/runs/run_{n}", b"", 200, 0.0001, None)
+            log.add(AT_MS, "GET", f"/v1/runs/run_{n}", b"", 200, 0.0001, None)
 
     asyncio.run(many())
     assert len(stream.getvalue().splitlines()) == MAX_PENDING
     stream.close()
-    log.add("GET", "/v1/runs/run_x", b"", 200, 0.0001, None)  # no loop: written now, and lost
+    # no loop: written now, and lost
+    log.add(AT_MS, "GET", "/v1/runs/run_x", b"", 200, 0.0001, None)
     log.flush()
     assert log.pending == []
 
