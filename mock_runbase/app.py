@@ -379,7 +379,10 @@ async def get_run(request: Request) -> Response:
     note_account(request.scope, caller.key.account)
     polled = await service.get_run(caller, run_id, header(request, b"x-mock-scenario"))
     base = public_base(request, service)
-    now = polled.now_ms if polled.now_ms is not None else await service.now()
+    now = polled.now_ms
+    if now is None:
+        local = service.local_now
+        now = local() if local is not None else await service.now()
     view = run_view(polled.run, now, lambda name: base + file_path(name))
     headers = {"X-Mock-Warning": polled.warning} if polled.warning else None
     return broken(json_answer(request, view, headers=headers), polled.answer_fault)

@@ -81,12 +81,15 @@ class HotRoutes:
             kind, handler = self.handler_of(error)
             if handler is None:
                 raise
-            await sent(await handler(request, error), scope, receive, send)
+            answer = await handler(request, error)
+            note_what_is_sent(answer, scope)
+            await answer(scope, receive, send)
             if kind is Exception:
                 raise
             error.__traceback__ = None  # a reused exception instance would pile up tracebacks
             return
-        await sent(response, scope, receive, send)
+        note_what_is_sent(response, scope)
+        await response(scope, receive, send)
 
     def handler_of(self, error: Exception) -> tuple[type, ErrorHandler | None]:
         for kind in type(error).__mro__:
@@ -95,11 +98,10 @@ class HotRoutes:
         return Exception, None
 
 
-async def sent(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    """``response`` sent, and what the journal records of it noted (a broken answer sends no
-    status: it breaks the connection instead)."""
+def note_what_is_sent(response: Response, scope: Scope) -> None:
+    """What the journal records of ``response``, noted before it is sent (a broken answer
+    sends no status: it breaks the connection instead)."""
     if isinstance(response, BrokenAnswer):
         note_sent(scope, None, [])
     else:
         note_sent(scope, response.status_code, response.raw_headers)
-    await response(scope, receive, send)

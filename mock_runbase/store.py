@@ -266,6 +266,9 @@ class MemoryStore:
         return VirtualClock(start)
 
     async def snapshot(self, base: Directory) -> Snapshot:
+        return self._snapshot_of(base)
+
+    def _snapshot_of(self, base: Directory) -> Snapshot:
         last = self._snapshot
         if last is not None and last[0] is base:
             if last[1].rules is self._rules:
@@ -278,7 +281,7 @@ class MemoryStore:
         return snapshot
 
     async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
-        return await self.snapshot(base), await self.get_run(run_id)
+        return self._snapshot_of(base), self._run(run_id)
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
@@ -340,6 +343,9 @@ class MemoryStore:
         return counted
 
     async def get_run(self, run_id: str) -> Run | None:
+        return self._run(run_id)
+
+    def _run(self, run_id: str) -> Run | None:
         self._forget_expired_runs()
         kept = self.runs.get(run_id)
         if not isinstance(kept, bytes):
