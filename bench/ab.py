@@ -26,7 +26,7 @@ from pathlib import Path
 from loadgen import LoadSettings, run_wrk
 from suite import Plan, base_env, profile_mix
 from targets import Target, bare_target, running, serve_args
-from tools import ensure_py_spy, ensure_wrk, log
+from tools import ensure_py_spy, ensure_wrk, log, pinned
 
 WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--pin",
         action="store_true",
-        help="server on CPU 1, wrk (and this script) on CPU 0: steadier on a 2-core machine",
+        help="server on one core, wrk on the other, as bench/run.py measures (tools.pinned)",
     )
     add("--profile-dir", type=Path, help="after the rounds, py-spy each target under the mix")
     return parser
@@ -72,9 +72,7 @@ def measure_round(targets: list[Target], load: LoadSettings, args: argparse.Name
     server's CPU time per request of the mix held at a fixed rate."""
     found: Round = {}
     for target in targets:
-        with running(target) as server:
-            if args.pin:
-                pin(server.pid, {1})
+        with running(target) as server, pinned(server.pid, wanted=args.pin):
             env = base_env(server)
             for workload in args.workloads:
                 run_wrk(
@@ -95,12 +93,6 @@ def measure_round(targets: list[Target], load: LoadSettings, args: argparse.Name
                 log(f"{target.label} mix CPU: {cpu_us:.1f} us/request")
                 found[(target.label, CPU_COLUMN)] = cpu_us
     return found
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus``."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), cpus)
 
 
 def cpu_per_request_us(pid: int, load: LoadSettings, url: str, env: dict[str, str]) -> float:
@@ -166,8 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not targets:
         raise SystemExit("ab: give at least one --tree NAME=DIR or --bare")
     load = LoadSettings(ensure_wrk(), 1, args.connections, args.duration, args.warmup)
-    if args.pin:
-        os.sched_setaffinity(0, {0})  # wrk, started by this process, inherits it
     before = load_average()
     started = time.perf_counter()
     rounds = [measure_round(rotated(targets, n), load, args) for n in range(args.rounds)]

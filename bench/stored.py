@@ -8,7 +8,7 @@ from plan import MIX, WORKLOADS, Plan, base_env, guarded, record_log_size
 from probes import fill_runs, rss_mb, stored_runs
 from results_model import Results, StoredLevel
 from targets import Server, StartFailed, mock_target, running
-from tools import log
+from tools import log, pinned
 
 __all__ = ["STORED_WORKLOADS", "measure_stored"]
 
@@ -40,10 +40,11 @@ def stored_level(server: Server, plan: Plan, env: dict[str, str], wanted: int) -
     time.sleep(0.5)  # the last requests' garbage collected, as in a server at rest
     rss = rss_mb(server.pid)
     load = {}
-    for workload in STORED_WORKLOADS:
-        log(f"stored runs: {workload} with {stored_runs(server):,} stored")
-        # no warm-up: the fill has just driven this server for longer than any warm-up
-        load[workload] = guarded(plan, server, WORKLOADS[workload][0], env, warmup=False)
+    with pinned(server.pid):  # as the targets' workloads are measured
+        for workload in STORED_WORKLOADS:
+            log(f"stored runs: {workload} with {stored_runs(server):,} stored")
+            # no warm-up: the fill has just driven this server for longer than any warm-up
+            load[workload] = guarded(plan, server, WORKLOADS[workload][0], env, warmup=False)
     return StoredLevel(
         wanted=wanted,
         held=held,

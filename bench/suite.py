@@ -26,7 +26,7 @@ from probes import (
 )
 from results_model import Outcome, Results
 from targets import Server, StartFailed, Target, mock_target, running
-from tools import log
+from tools import log, pinned
 
 __all__ = ["bench_target", "measure_startup"]
 
@@ -59,19 +59,22 @@ def bench_target(target: Target, plan: Plan, results: Results) -> None:
             rendered = measure_first_renders(server, plan, results) if target.name == "mock" else {}
             images = image_paths(server, results, rendered) if not target.redis_server else {}
             env = base_env(server)
-            for workload in workloads:
-                script, size = WORKLOADS[workload]
-                with connection_census(server, plan, workload) as spread:
-                    results.load.setdefault(workload, {})[target.name] = run_workload(
-                        server, plan, env, script, images.get(size) if size else ""
-                    )
-                if spread:
-                    results.spread[target.name] = spread
-            if target.redis_server:
-                return
-            log(f"{target.label}: mix at {plan.rate} requests/s")
-            paced = {**env, "BENCH_RATE": str(plan.rate)}
-            results.fixed[target.name] = guarded(plan, server, "mix", paced)
+            # one process pinned to one core, wrk to the other; a Redis target's workers and
+            # redis-server share both cores with wrk, as they would on a 2-core machine
+            with pinned(server.pid, wanted=not target.redis_server):
+                for workload in workloads:
+                    script, size = WORKLOADS[workload]
+                    with connection_census(server, plan, workload) as spread:
+                        results.load.setdefault(workload, {})[target.name] = run_workload(
+                            server, plan, env, script, images.get(size) if size else ""
+                        )
+                    if spread:
+                        results.spread[target.name] = spread
+                if target.redis_server:
+                    return
+                log(f"{target.label}: mix at {plan.rate} requests/s")
+                paced = {**env, "BENCH_RATE": str(plan.rate)}
+                results.fixed[target.name] = guarded(plan, server, "mix", paced)
             if target.name == "mock":
                 mock_extras(server, plan, env, rendered, results)
             record_log_size(server, results)

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ensure_wrk",
     "free_port",
     "machine_facts",
+    "pinned",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -40,6 +43,37 @@ APT_LISTS = Path("/var/lib/apt/lists")
 
 
 STARTED = time.perf_counter()
+
+
+SERVER_CPU = 1  # pinned: the server on this core, wrk (started by this process) on the other
+LOAD_CPU = 0
+
+
+@contextmanager
+def pinned(pid: int, *, wanted: bool = True) -> Iterator[bool]:
+    """Every thread of the server ``pid`` on one core and this process (so the wrk it starts)
+    on the other, as the issue's first measurements were made: steadier figures on a 2-core
+    machine than letting the scheduler move the two around. Both get all cores back after.
+    Yields whether it pinned (not unless ``wanted``, nor on one core)."""
+    everything = os.sched_getaffinity(0)
+    if not wanted or len(everything) < 2 or not {SERVER_CPU, LOAD_CPU} <= everything:
+        yield False
+        return
+    set_affinity(pid, {SERVER_CPU})
+    os.sched_setaffinity(0, {LOAD_CPU})
+    try:
+        yield True
+    finally:
+        os.sched_setaffinity(0, everything)
+        set_affinity(pid, everything)
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except (ProcessLookupError, ValueError):  # a thread that ended meanwhile
+            continue
 
 
 def log(message: str) -> None:
