@@ -44,6 +44,7 @@ __all__ = [
     "forced",
     "input_seed",
     "new_token",
+    "new_token_pair",
     "plan_timing",
     "planned_polls",
     "poll_status",
@@ -201,6 +202,7 @@ def input_seed(seed: int, model: str, full_input: dict[str, Any]) -> int:
 
 
 HALF_SEED_MASK = 0xFFFF_FFFF
+HALF_SEED_RANGE = HALF_SEED_MASK + 1
 
 
 def plan_timing(profile: TimingProfile, seed: int, slowdown: float = 1.0) -> tuple[int, int]:
@@ -210,12 +212,13 @@ def plan_timing(profile: TimingProfile, seed: int, slowdown: float = 1.0) -> tup
     so no random generator has to be built for each run.
     """
 
-    def jittered(base: int, draw: int) -> int:
-        unit = (draw & HALF_SEED_MASK) / (HALF_SEED_MASK + 1)  # in [0, 1)
-        factor = 1 + profile.jitter * (2 * unit - 1)
-        return max(0, round(base * factor * slowdown))
-
-    return jittered(profile.pending_ms, seed >> 32), jittered(profile.processing_ms, seed)
+    jitter = profile.jitter
+    first = ((seed >> 32) & HALF_SEED_MASK) / HALF_SEED_RANGE  # each in [0, 1)
+    second = (seed & HALF_SEED_MASK) / HALF_SEED_RANGE
+    return (  # written out, not a helper called twice: this runs on every create
+        max(0, round(profile.pending_ms * (1 + jitter * (2 * first - 1)) * slowdown)),
+        max(0, round(profile.processing_ms * (1 + jitter * (2 * second - 1)) * slowdown)),
+    )
 
 
 _ALPHABET = (string.digits + string.ascii_letters).encode()
@@ -227,6 +230,12 @@ _BYTE_TO_CHAR = bytes(_ALPHABET[byte % len(_ALPHABET)] for byte in range(256))
 def new_token(length: int = 22) -> str:
     """An opaque, unguessable base62 token of ``length`` characters (22 carry ~131 bits)."""
     return _POOL.take(length).translate(_BYTE_TO_CHAR).decode("ascii")
+
+
+def new_token_pair(first: int, second: int) -> tuple[str, str]:
+    """Two ``new_token`` of these lengths from one read of the pool (a create needs two)."""
+    both = _POOL.take(first + second).translate(_BYTE_TO_CHAR).decode("ascii")
+    return both[:first], both[first:]
 
 
 class RandomPool:

@@ -49,7 +49,7 @@ from mock_runbase.runs import (
     completed_ms,
     forced,
     input_seed,
-    new_token,
+    new_token_pair,
     plan_timing,
     planned_polls,
     seeded_token,
@@ -284,7 +284,7 @@ class RunbaseService:
         names are reserved is skipped)."""
         while True:
             if not self.clock.virtual:
-                run_token, file_token = new_token(RUN_ID_LENGTH), new_token(FILE_NAME_LENGTH)
+                run_token, file_token = new_token_pair(RUN_ID_LENGTH, FILE_NAME_LENGTH)
             else:
                 number = await self.store.next_run_number()
                 seed = self.settings.seed

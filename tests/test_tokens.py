@@ -8,7 +8,7 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mock_runbase.runs import RandomPool, new_token
+from mock_runbase.runs import RandomPool, new_token, new_token_pair
 
 
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=50))
@@ -33,6 +33,15 @@ def test_tokens_are_base62_of_the_length_asked_and_differ() -> None:
     tokens = {new_token(22) for _ in range(1000)}
     assert len(tokens) == 1000
     assert all(len(t) == 22 and t.isalnum() and t.isascii() for t in tokens)
+
+
+@given(st.integers(1, 40), st.integers(1, 40))
+def test_a_pair_of_tokens_has_the_lengths_asked_and_never_repeats(first: int, second: int) -> None:
+    pairs = [new_token_pair(first, second) for _ in range(50)]
+    assert all(len(a) == first and len(b) == second for a, b in pairs)
+    assert all((a + b).isalnum() and (a + b).isascii() for a, b in pairs)
+    if first + second >= 12:  # 71+ bits: a repeat would be the pool handing bytes out twice
+        assert len({a + b for a, b in pairs}) == len(pairs)
 
 
 def test_a_forked_child_draws_other_tokens_than_its_parent() -> None:
