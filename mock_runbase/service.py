@@ -230,8 +230,10 @@ class RunbaseService:
         self, caller: Caller, request: ValidatedRequest, choice: Choice, effect: Effect
     ) -> Run:
         key = caller.key
-        await self.apply_to_exchange(effect)
-        now = await self.clock.now()
+        if effect.delay_ms or effect.wire_fault is not None or effect.http_error is not None:
+            await self.apply_to_exchange(effect)  # not awaited for nothing on every create
+        local = self.local_now
+        now = local() if local is not None else await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
         profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
         polls = planned_polls(profile, effect.poll_plan, effect.slowdown, effect.never_finishes)
@@ -245,7 +247,10 @@ class RunbaseService:
         if choice.media is not None:
             own = await self.own_file(choice.media, 500, "internal_error")
             width, height, extension = own.width, own.height, own.extension
-        run_id, file_name = await self.run_names(extension)
+        if self.clock.virtual:
+            run_id, file_name = await self.run_names(extension)
+        else:
+            run_id, file_name = self.random_names(extension)
         run = Run(  # positional, in the fields' order: keyword arguments cost more on a create
             run_id,
             key.account,
@@ -282,14 +287,21 @@ class RunbaseService:
         virtual one, the seeded names of the store's next run number, so fresh mocks with the
         same --seed given the same requests answer the same ids and URLs (a number whose
         names are reserved is skipped)."""
+        if not self.clock.virtual:
+            return self.random_names(extension)
         while True:
-            if not self.clock.virtual:
-                run_token, file_token = new_token_pair(RUN_ID_LENGTH, FILE_NAME_LENGTH)
-            else:
-                number = await self.store.next_run_number()
-                seed = self.settings.seed
-                run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
-                file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+            number = await self.store.next_run_number()
+            seed = self.settings.seed
+            run_token = seeded_token(seed, "run", number, RUN_ID_LENGTH)
+            file_token = seeded_token(seed, "file", number, FILE_NAME_LENGTH)
+            run_id, file_name = f"run_{run_token}", f"{file_token}.{extension}"
+            if run_id not in self.reserved_names and file_name not in self.reserved_names:
+                return run_id, file_name
+
+    def random_names(self, extension: str) -> tuple[str, str]:
+        """``run_names`` on a real clock: no store to ask, so no await."""
+        while True:
+            run_token, file_token = new_token_pair(RUN_ID_LENGTH, FILE_NAME_LENGTH)
             run_id, file_name = f"run_{run_token}", f"{file_token}.{extension}"
             if run_id not in self.reserved_names and file_name not in self.reserved_names:
                 return run_id, file_name
