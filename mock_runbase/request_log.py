@@ -77,7 +77,7 @@ class RequestLog:
         if not self.pending:
             return
         lines, self.pending = self.pending, []
-        text = "".join([self.line(*line) for line in lines])
+        text = "".join([self.line(entry) for entry in lines])
         stream = self.stream or sys.stdout
         try:
             stream.write(text)
@@ -85,16 +85,8 @@ class RequestLog:
         except (OSError, ValueError):  # a closed or broken stdout must never fail a request
             pass
 
-    def line(
-        self,
-        wall_ms: int,
-        method: str,
-        path: str,
-        query: bytes,
-        status: int | None,
-        duration_s: float,
-        detail: str | None,
-    ) -> str:
+    def line(self, entry: Line) -> str:
+        wall_ms, method, path, query, status, duration_s, detail = entry
         second, millis = divmod(wall_ms, 1000)
         if second != self._second:  # formatted once a second, not once a request
             self._second = second
