@@ -149,6 +149,20 @@ def error_notes(results: Results) -> list[str]:
     ]
 
 
+def rounds_section(results: Results) -> list[str]:
+    """Each round's requests/s, when the closed-loop workloads ran in several (``--rounds``)."""
+    if not results.rounds:
+        return []
+    return [
+        "Closed-loop create, poll and mix of each single-process target: the round of median",
+        "requests/s of several, each on a fresh server, the targets in a rotating order (the",
+        "machine's speed drifts; one round takes a target at one moment of it). Each round:",
+        "",
+        *(f"- {line}" for line in results.rounds),
+        "",
+    ]
+
+
 def render_markdown(results: Results) -> str:
     machine = [[name, value] for name, value in results.machine.items()]
     settings = [[name, value] for name, value in results.settings.items()]
@@ -166,6 +180,7 @@ def render_markdown(results: Results) -> str:
         *table(["target", "wanted", "measured", ""], goal_rows(results)),
         "",
         *throughput_section(results),
+        *rounds_section(results),
         *ratio_section(results),
         *fixed_section(results),
         *store_section(results),

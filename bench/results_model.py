@@ -59,6 +59,7 @@ class Results:
     labels: dict[str, str] = field(default_factory=dict)  # target name -> label, in run order
     load: dict[str, dict[str, Outcome]] = field(default_factory=dict)  # workload -> target ->
     fixed: dict[str, Outcome] = field(default_factory=dict)  # target -> paced mix
+    rounds: list[str] = field(default_factory=list)  # each round's requests/s, when several
     rate: int = 500
     probes: dict[str, Probe] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadgen import LoadSettings
+from loadgen import LoadSettings, WrkResult
 from plan import STORE_WORKLOADS, WORKLOADS, Plan
 from report import render_markdown, write_chart
 from results_model import Results
 from stored import measure_stored
-from suite import bench_target, measure_startup
+from suite import bench_target, measure_startup, throughput_round
 from targets import Target, bare_target, mock_target, prism_target, redis_command, redis_target
 from tools import (
     BENCH_DIR,
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs stored for RSS and tails, fewest first (10000,1000000; --quick 10000,200000)",
     )
     add("--repeats", type=int, default=3, help="first renders and starts measured (3)")
+    add(
+        "--rounds",
+        type=positive,
+        default=None,
+        help="rounds of the closed-loop create, poll and mix of the single-process targets, "
+        "each on a fresh server, targets in a rotating order; the median counts (3; --quick 1)",
+    )
     add(
         "--targets",
         default=",".join(TARGETS),
@@ -162,6 +169,8 @@ def describe(load: LoadSettings, args: argparse.Namespace, plan: Plan) -> dict[s
         "mock": f"`{shown_command(mock_target('fast'))}`",
         "bare Starlette": f"`{shown_command(bare_target())}`",
         "fixed rate": f"{args.rate} requests/s held by wrk's Lua delay() (bench/lua/common.lua)",
+        "rounds": f"{args.rounds or (1 if args.quick else 3)} of the closed-loop create, poll "
+        "and mix of each single-process target (the median counts); one of everything else",
         "stored runs": f"{counts} (the mock's command, filled by wrk with create.lua)",
         "renders during polls": f"{plan.stall_renders} 4K PNGs and {plan.stall_renders} 1080p "
         "MP4s, each a fresh run's first GET",
@@ -212,9 +221,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_startup(plan, results)
     for target in targets:
         bench_target(target, plan, results)
+    more_rounds(targets, plan, results, (args.rounds or (1 if args.quick else 3)) - 1)
     if "mock" in names and not args.no_storage:
         measure_stored(plan, results)
     return write_outputs(results, args.output)
+
+
+def more_rounds(targets: list[Target], plan: Plan, results: Results, count: int) -> None:
+    """``count`` more rounds of the closed-loop create, poll and mix of the single-process
+    targets, then each figure is its round of median requests/s: the machine's speed drifts
+    over tens of seconds, and one round takes each target at one moment of it."""
+    single = [t for t in targets if not t.redis_server]
+    if count < 1 or not single:
+        return
+    rounds = {t.name: [{w: results.outcome(w, t.name) for w in STORE_WORKLOADS}] for t in single}
+    for number in range(count):
+        shift = (number + 1) % len(single)
+        for target in single[shift:] + single[:shift]:
+            rounds[target.name].append(throughput_round(target, plan))
+    for target in single:
+        for workload in STORE_WORKLOADS:
+            outcomes = [found[workload] for found in rounds[target.name]]
+            measured = sorted(
+                (o for o in outcomes if isinstance(o, WrkResult) and o.requests),
+                key=lambda o: o.rps,
+            )
+            if measured:
+                results.load[workload][target.name] = measured[(len(measured) - 1) // 2]
+            shown = " / ".join(
+                f"{o.rps:,.0f}" if isinstance(o, WrkResult) else "n/a" for o in outcomes
+            )
+            results.rounds.append(f"{results.labels[target.name]}, {workload}: {shown}")
 
 
 def write_outputs(results: Results, folder: Path) -> int:

@@ -88,6 +88,22 @@ def bench_target(target: Target, plan: Plan, results: Results) -> None:
             results.fixed[target.name] = why
 
 
+def throughput_round(target: Target, plan: Plan) -> dict[str, Outcome]:
+    """One more round of the closed-loop create, poll and mix against a fresh ``target``,
+    pinned as in ``bench_target``; a failed start is "n/a: why" for each."""
+    found: dict[str, Outcome] = {}
+    try:
+        with running(target) as server:
+            env = base_env(server)
+            with pinned(server.pid):
+                for workload in STORE_WORKLOADS:
+                    log(f"{target.label}: {workload} (another round)")
+                    found[workload] = guarded(plan, server, WORKLOADS[workload][0], env)
+    except StartFailed as failure:
+        found = dict.fromkeys(STORE_WORKLOADS, f"n/a: {target.label} did not start ({failure})")
+    return found
+
+
 def mock_extras(
     server: Server, plan: Plan, env: dict[str, str], rendered: dict[str, str], results: Results
 ) -> None:
