@@ -88,6 +88,11 @@ class Effect:
     wire_fault: str | None = None
     file_lag_ms: int = 0
 
+    @property
+    def touches_exchange(self) -> bool:
+        """Whether it delays, breaks or errs the HTTP exchange (``apply_to_exchange``)."""
+        return bool(self.delay_ms) or self.wire_fault is not None or self.http_error is not None
+
 
 @dataclass(frozen=True)
 class Scenario:

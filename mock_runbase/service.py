@@ -230,8 +230,8 @@ class RunbaseService:
         self, caller: Caller, request: ValidatedRequest, choice: Choice, effect: Effect
     ) -> Run:
         key = caller.key
-        if effect.delay_ms or effect.wire_fault is not None or effect.http_error is not None:
-            await self.apply_to_exchange(effect)  # not awaited for nothing on every create
+        if effect.touches_exchange:  # not awaited for nothing on every create
+            await self.apply_to_exchange(effect)
         local = self.local_now
         now = local() if local is not None else await self.clock.now()
         seed = input_seed(self.settings.seed, request.model.id, request.input)
