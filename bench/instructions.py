@@ -27,10 +27,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import asgi_cost
 from tools import BENCH_DIR, REPO_DIR, apt_installed, log
 
-WORKLOADS = ("create", "poll", "mix")
-REQUESTS_PER_UNIT = {"create": 1, "poll": 1, "mix": 11}
+WORKLOADS = tuple(asgi_cost.REQUESTS_PER_UNIT)  # create, poll, mix: asgi_cost.py's workloads
 WARMUP_UNITS = 200
 TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -48,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_units(workload: str, count: int) -> None:
     """Inside valgrind: the app (bare with BENCH_BARE), a warm-up, then ``count`` units."""
-    sys.path.insert(0, str(BENCH_DIR))
-    import asgi_cost
 
     async def drive() -> None:
         app = asgi_cost.the_app(bool(os.environ.get("BENCH_BARE")), "memory")
@@ -87,9 +85,10 @@ def counted(tree: Path | None, workload: str, units: int, valgrind: str) -> int:
 
 
 def per_request(tree: Path | None, workload: str, requests: int, valgrind: str) -> int:
-    units = max(1, requests // REQUESTS_PER_UNIT[workload])
+    per_unit = asgi_cost.REQUESTS_PER_UNIT[workload]
+    units = max(1, requests // per_unit)
     total = counted(tree, workload, units, valgrind) - counted(tree, workload, 0, valgrind)
-    return round(total / (units * REQUESTS_PER_UNIT[workload]))
+    return round(total / (units * per_unit))
 
 
 def trees(specs: list[str], bare: bool) -> list[tuple[str, Path | None]]:

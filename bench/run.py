@@ -169,7 +169,7 @@ def describe(load: LoadSettings, args: argparse.Namespace, plan: Plan) -> dict[s
         "mock": f"`{shown_command(mock_target('fast'))}`",
         "bare Starlette": f"`{shown_command(bare_target())}`",
         "fixed rate": f"{args.rate} requests/s held by wrk's Lua delay() (bench/lua/common.lua)",
-        "rounds": f"{args.rounds or (1 if args.quick else 3)} of the closed-loop create, poll "
+        "rounds": f"{rounds_of(args)} of the closed-loop create, poll "
         "and mix of each single-process target (the median counts); one of everything else",
         "stored runs": f"{counts} (the mock's command, filled by wrk with create.lua)",
         "renders during polls": f"{plan.stall_renders} 4K PNGs and {plan.stall_renders} 1080p "
@@ -221,10 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_startup(plan, results)
     for target in targets:
         bench_target(target, plan, results)
-    more_rounds(targets, plan, results, (args.rounds or (1 if args.quick else 3)) - 1)
+    more_rounds(targets, plan, results, rounds_of(args) - 1)
     if "mock" in names and not args.no_storage:
         measure_stored(plan, results)
     return write_outputs(results, args.output)
+
+
+def rounds_of(args: argparse.Namespace) -> int:
+    """``--rounds``, else 3 (1 with ``--quick``)."""
+    return int(args.rounds or (1 if args.quick else 3))
 
 
 def more_rounds(targets: list[Target], plan: Plan, results: Results, count: int) -> None:
