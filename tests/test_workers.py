@@ -104,7 +104,9 @@ async def seen_by_every_worker(client: httpx.AsyncClient, run: dict[str, Any]) -
         assert polled.status_code == 200, polled.text
         return polled.headers["x-mock-worker"]
 
-    for _ in range(50):
+    # the kernel, not the mock, picks the worker of each new connection, and may pass one
+    # over for a while: enough batches that it reaches every worker (the loop ends once it has)
+    for _ in range(200):
         answered.update(await asyncio.gather(*(poll() for _ in range(WORKERS))))
         if len(answered) == WORKERS:
             break
