@@ -88,6 +88,11 @@ class AccountSettings:
     starting_balance_usd: int  # micro-USD
 
 
+@lru_cache(maxsize=16384)  # an undeclared account's settings: not built again on each create
+def default_account(name: str, starting_balance_usd: int) -> AccountSettings:
+    return AccountSettings(name=name, starting_balance_usd=starting_balance_usd)
+
+
 @dataclass
 class Ledger:
     """What an account or a key has been charged and refunded (micro-USD), and its usage."""
@@ -148,7 +153,7 @@ class Directory:
 
     def account(self, name: str) -> AccountSettings:
         found = self.accounts.get(name)
-        return found or AccountSettings(name=name, starting_balance_usd=self.default_balance_usd)
+        return found or default_account(name, self.default_balance_usd)
 
     def listed_keys(self, account: str, used: list[str]) -> list[KeySettings]:
         """The keys an account lists: its declared ones, and of the keys ``used`` on it (its

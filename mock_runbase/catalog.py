@@ -139,6 +139,8 @@ class Model:
     def with_defaults(self, user_input: Mapping[str, Any]) -> JSON:
         """The declared fields of ``user_input`` over the defaults; unknown fields dropped."""
         known = self.input_fields
+        if known.issuperset(user_input):  # nothing to drop (any valid input): one merge
+            return {**self.defaults, **user_input}
         return {**self.defaults, **{k: v for k, v in user_input.items() if k in known}}
 
     def cost_usd(self, full_input: Mapping[str, Any]) -> int:

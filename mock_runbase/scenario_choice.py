@@ -22,7 +22,7 @@ from typing import Any
 from mock_runbase.errors import RunbaseError
 from mock_runbase.scenarios import DEFAULT, INTEGER_PARAMS, SCENARIOS, Params, Scenario
 
-__all__ = ["HEADER", "INVALID", "Choice", "requested_scenario", "with_warning"]
+__all__ = ["HEADER", "INVALID", "NOTHING_ASKED", "Choice", "requested_scenario", "with_warning"]
 
 HEADER = "X-Mock-Scenario"
 WARNING_HEADER = "X-Mock-Warning"
@@ -66,7 +66,8 @@ def requested_scenario(header: str | None, prompt: Any, endpoint: str) -> Choice
     parameters the named scenario cannot use."""
     if header is None and prompt is None:  # a poll without the header: the hot path
         return NOTHING_ASKED
-    tags = list(PROMPT_TAG.finditer(prompt)) if isinstance(prompt, str) else []
+    # no "[" (nearly every prompt): no tag, and no case-insensitive search through the prompt
+    tags = list(PROMPT_TAG.finditer(prompt)) if isinstance(prompt, str) and "[" in prompt else []
     if header is not None and header.strip():
         choice = parsed(header, HEADER, endpoint)
         ignored, reason = tags, f"{HEADER} wins"

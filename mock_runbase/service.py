@@ -46,6 +46,7 @@ from mock_runbase.rules import Rule, RuleContext
 from mock_runbase.runs import (
     TIMING_PROFILES,
     Run,
+    TimingProfile,
     completed_ms,
     forced,
     input_seed,
@@ -57,12 +58,12 @@ from mock_runbase.runs import (
     timing_for,
     until_polled,
 )
-from mock_runbase.scenario_choice import Choice, requested_scenario, with_warning
+from mock_runbase.scenario_choice import NOTHING_ASKED, Choice, requested_scenario, with_warning
 from mock_runbase.scenarios import DEFAULT, SCENARIOS, Effect
 from mock_runbase.settings import MockSettings
 from mock_runbase.spec import Spec
 from mock_runbase.state_transfer import STATE_SCHEMA, install_state, state_file
-from mock_runbase.store import RunNameTaken, Snapshot, Store
+from mock_runbase.store import MemoryStore, RunNameTaken, Snapshot, Store
 from mock_runbase.validation import ValidatedRequest, parse_create_request
 from mock_runbase.wire_faults import BrokenConnection, answer_fault
 
@@ -122,7 +123,10 @@ class RunbaseService:
         # an in-process clock is read without an await (a coroutine a read, on the hot path)
         self.local_now = clock.now_ms if isinstance(clock, SystemClock | VirtualClock) else None
         self.store = store
+        # the in-memory store is called without awaits on the hot path (a coroutine a call)
+        self.memory = store if type(store) is MemoryStore else None
         self.settings = settings
+        self.profiles: dict[tuple[str, str], TimingProfile] = {}  # profile_of's
         self.own_media = own_media or MediaDirectory(settings.media_dir, listed=True)
         self.check_rule = rule_checker(control, spec.catalog, self.own_media)
         self.config = load_config(settings.config, self.check_rule) if settings.config else EMPTY
@@ -187,12 +191,19 @@ class RunbaseService:
         local = self.local_now
         now = local() if local is not None else await self.clock.now()
         polled = None
+        memory = self.memory
         if run_id is None:
-            snapshot = await self.snapshot()
+            if memory is not None:
+                snapshot = memory.snapshot_now(self.base_directory)
+            else:
+                snapshot = await self.store.snapshot(self.base_directory)
         else:
-            snapshot, run = await self.store.snapshot_with_run(self.base_directory, run_id)
-            self.last_directory = snapshot.directory
+            if memory is not None:
+                snapshot, run = memory.snapshot_with_run_now(self.base_directory, run_id)
+            else:
+                snapshot, run = await self.store.snapshot_with_run(self.base_directory, run_id)
             polled = (run_id, run)
+        self.last_directory = snapshot.directory
         key = snapshot.directory.authenticate(authorization, now)
         check_ip(key, client_ip)
         caller = Caller(key, snapshot, polled)
@@ -220,7 +231,8 @@ class RunbaseService:
                     "create", key.key, key.account, model.id, request.input, model.kind
                 )
                 choice = await self.ruled(choice, rules, context)
-            effect = SCENARIOS[choice.name].build(choice.params)
+            if choice is not NOTHING_ASKED:  # nothing asked: the default's effect, NO_EFFECT
+                effect = SCENARIOS[choice.name].build(choice.params)
             run = await self.new_run(caller, request, choice, effect)
         except RunbaseError as error:
             raise with_warning(error, choice.warning, answer_fault(effect.wire_fault)) from None
@@ -234,16 +246,17 @@ class RunbaseService:
             await self.apply_to_exchange(effect)
         local = self.local_now
         now = local() if local is not None else await self.clock.now()
-        seed = input_seed(self.settings.seed, request.model.id, request.input)
-        profile = timing_for(TIMING_PROFILES[self.settings.timing], request.model.timing)
+        model = request.model
+        seed = input_seed(self.settings.seed, model.id, request.input)
+        profile = self.profiles.get((self.settings.timing, model.id)) or self.profile_of(model)
         polls = planned_polls(profile, effect.poll_plan, effect.slowdown, effect.never_finishes)
         if polls is None:
             pending_ms, processing = plan_timing(profile, seed, effect.slowdown)
             processing_ms = None if effect.never_finishes else processing
         else:
             pending_ms, processing_ms = until_polled(polls)
-        cost_usd, width, height = request.model.price_and_size(request.input)
-        extension = request.model.file_extension
+        cost_usd, width, height = model.price_and_size(request.input)
+        extension = model.file_extension
         if choice.media is not None:
             own = await self.own_file(choice.media, 500, "internal_error")
             width, height, extension = own.width, own.height, own.extension
@@ -255,7 +268,7 @@ class RunbaseService:
             run_id,
             key.account,
             key.key,
-            request.model.id,
+            model.id,
             request.input,
             cost_usd,
             now,
@@ -274,13 +287,26 @@ class RunbaseService:
             0 if polls is None else polls.processing,
         )
         account = caller.snapshot.directory.account(key.account)
+        memory = self.memory
         while True:
             try:
-                await self.store.create_run(run, key, account, now)
+                if memory is not None:
+                    memory.create_run_now(run, key, account, now)
+                else:
+                    await self.store.create_run(run, key, account, now)
                 return run
             except RunNameTaken:  # a seeded name a loaded state already holds: the next one
                 run_id, file_name = await self.run_names(extension)
                 run = replace(run, id=run_id, file_name=file_name)
+
+    def profile_of(self, model: Model) -> TimingProfile:
+        """The timing a new run of ``model`` follows, kept by timing name and model id (a
+        create then hashes two strings, not two dataclasses)."""
+        timing = self.settings.timing
+        profile = self.profiles[(timing, model.id)] = timing_for(
+            TIMING_PROFILES[timing], model.timing
+        )
+        return profile
 
     async def run_names(self, extension: str) -> tuple[str, str]:
         """A new run's id and file name. On a real clock, random and unguessable; on a

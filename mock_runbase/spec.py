@@ -107,6 +107,9 @@ class Spec:
     catalog: Catalog
     envelope: Any
     input_validators: dict[str, Any] = field(repr=False)
+    # model id -> the envelope and that model's input in one validator: a valid create is
+    # checked with one call (its body converted once), the separate ones name the errors
+    request_validators: dict[str, Any] = field(repr=False)
 
     def compile(self, pointer: str) -> Any:
         """A jsonschema-rs validator for the schema at ``pointer`` (``#/components/...``)."""
@@ -126,6 +129,12 @@ def compile_schema(document: dict[str, Any], schema: dict[str, Any]) -> Any:
 def compile_pointer(document: dict[str, Any], pointer: str) -> Any:
     root = {"$ref": pointer, "components": document["components"]}
     return jsonschema_rs.validator_for(root, validate_formats=True, keywords=CUSTOM_KEYWORDS)
+
+
+def compile_request(document: dict[str, Any], input_pointer: str) -> Any:
+    """A validator of a whole create body: the envelope, with ``input_pointer``'s input."""
+    both = [{"$ref": ENVELOPE_POINTER}, {"properties": {"input": {"$ref": input_pointer}}}]
+    return compile_schema(document, {"allOf": both})
 
 
 def load_spec(path: str | Path | None = None, *, models: str | Path | None = None) -> Spec:
@@ -164,11 +173,12 @@ def _build(path: Path, text: bytes, document: dict[str, Any]) -> Spec:
         catalog=catalog,
         envelope=compile_pointer(document, ENVELOPE_POINTER),
         input_validators=input_validators,
+        request_validators={m.id: compile_request(document, m.input_pointer) for m in catalog},
     )
     log.info(
         "spec %s: %d models, %d validators compiled",
         path,
         len(input_validators),
-        1 + len(input_validators),
+        1 + 2 * len(input_validators),
     )
     return spec

@@ -266,9 +266,10 @@ class MemoryStore:
         return VirtualClock(start)
 
     async def snapshot(self, base: Directory) -> Snapshot:
-        return self._snapshot_of(base)
+        return self.snapshot_now(base)
 
-    def _snapshot_of(self, base: Directory) -> Snapshot:
+    def snapshot_now(self, base: Directory) -> Snapshot:
+        """``snapshot`` without an await: the service's hot path, on this store."""
         last = self._snapshot
         if last is not None and last[0] is base:
             if last[1].rules is self._rules:
@@ -281,7 +282,11 @@ class MemoryStore:
         return snapshot
 
     async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
-        return self._snapshot_of(base), self._run(run_id)
+        return self.snapshot_now(base), self._run(run_id)
+
+    def snapshot_with_run_now(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
+        """``snapshot_with_run`` without an await."""
+        return self.snapshot_now(base), self._run(run_id)
 
     async def put_account(self, base: Directory, name: str, override: AccountOverride) -> None:
         overrides = {**self._overrides, name: merged_override(self._overrides.get(name), override)}
@@ -302,6 +307,12 @@ class MemoryStore:
     async def create_run(
         self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
     ) -> None:
+        self.create_run_now(run, key, account, now_ms)
+
+    def create_run_now(
+        self, run: Run, key: KeySettings, account: AccountSettings, now_ms: int
+    ) -> None:
+        """``create_run`` without an await."""
         self._settle(now_ms)
         stored_ms = self._forget_expired_runs()  # first: an expired run's name is free, as in Redis
         if run.id in self.runs or run.file_name in self.files:

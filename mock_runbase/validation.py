@@ -35,6 +35,14 @@ def parse_create_request(spec: Spec, raw: bytes) -> ValidatedRequest:
         raise RunbaseError(400, "invalid_json", "Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RunbaseError(400, "invalid_json", "Request body must be a JSON object")
+    model_id = body.get("model")
+    if type(model_id) is str:
+        whole = spec.request_validators.get(model_id)
+        if whole is not None and whole.is_valid(body):
+            model = spec.catalog.get(model_id)
+            if model is not None:
+                return ValidatedRequest(model, model.with_defaults(body["input"]))
+    # not valid (or a model not in the catalog): each check in turn, for its error's code
     if not spec.envelope.is_valid(body):  # a yes/no check is faster; errors only on a no
         code, message = envelope_failure(spec, list(spec.envelope.iter_errors(body)))
         raise RunbaseError(400, code, message)

@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_runbase.errors import RunbaseError
-from mock_runbase.scenario_choice import requested_scenario
-from mock_runbase.scenarios import MAX_LATENCY_MS, SCENARIOS, Params
+from mock_runbase.scenario_choice import NOTHING_ASKED, requested_scenario
+from mock_runbase.scenarios import DEFAULT, MAX_LATENCY_MS, SCENARIOS, Effect, Params
+from mock_runbase.service import NO_EFFECT
 from tests.conftest import KEY, Mock
 from tests.test_app import error_of
 
@@ -292,3 +293,20 @@ def test_any_header_or_prompt_is_chosen_warned_about_or_refused_with_a_400(
         assert choice.name == named or choice.warning is not None
     elif not (prompt and "[mock:" in prompt.lower()):
         assert choice == requested_scenario(None, None, endpoint)
+
+
+def test_a_request_that_asks_nothing_gets_the_default_scenario_whose_effect_is_none() -> None:
+    """A create that names no scenario skips building the default's effect (the service's
+    NO_EFFECT): both must stay the same thing."""
+    assert requested_scenario(None, "a lighthouse at dawn", "create") is NOTHING_ASKED
+    assert NOTHING_ASKED.name == DEFAULT
+    assert SCENARIOS[DEFAULT].build(NOTHING_ASKED.params) == NO_EFFECT == Effect()
+    assert not NO_EFFECT.touches_exchange
+
+
+@given(prompt=st.text(alphabet="[]mock:abcdefilnorstu;= ", max_size=30))
+def test_a_prompt_tag_is_found_whatever_else_the_prompt_holds(prompt: str) -> None:
+    tagged = requested_scenario(None, f"{prompt} [MOCK:fail]", "create")
+    assert tagged.name == "fail" or tagged.warnings  # an earlier tag in the prompt wins
+    untagged = requested_scenario(None, prompt.replace("[", "("), "create")
+    assert untagged.name == "succeed" and not untagged.warnings
