@@ -48,6 +48,7 @@ BODY_SCHEMAS = {
 }
 
 Handler = Callable[[Request], Awaitable[Response]]
+Refusal = Callable[[Request], None]  # raises the refusal, if the request gets one
 
 
 def json(content: Any, status_code: int = 200) -> Response:
@@ -80,7 +81,23 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
     def query_of(request: Request) -> dict[str, Any]:
         """The query string, typed and validated against the operation's parameters."""
         template = request.scope["route"].path.replace(":str}", "}")
-        return control.query(template, request.method).parse(request.query_params.multi_items())
+        method = "GET" if request.method == "HEAD" else request.method
+        return control.query(template, method).parse(request.query_params.multi_items())
+
+    def route(path: str, refuse: Refusal | None = None, **handlers: Handler) -> Route:
+        """``one_route``, each handler after its query is checked: an undeclared or invalid
+        parameter is a 400 before anything is done (``POST /_mock/reset?acount=a``, misspelt,
+        must not reset every account). ``refuse``: a documented refusal checked first."""
+        return one_route(path, **{method: checked(h, refuse) for method, h in handlers.items()})
+
+    def checked(handler: Handler, refuse: Refusal | None) -> Handler:
+        async def handle(request: Request) -> Response:
+            if refuse is not None:
+                refuse(request)
+            query_of(request)
+            return await handler(request)
+
+        return handle
 
     async def body_of(request: Request, schema: str) -> dict[str, Any]:
         body = await json_of(request)
@@ -190,7 +207,6 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         return json({"count": len(await journal_of(request))})
 
     async def clear_requests(request: Request) -> Response:
-        query_of(request)  # no filter here: a `status=` that only seemed to apply is a 400
         await service_of(request).store.clear_journal(await account_scope(request))
         return json({"cleared": True})
 
@@ -220,11 +236,9 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         return json(mock_run_view(run, await service.now(), base))
 
     async def get_state(request: Request) -> Response:
-        whole_mock(request)
         return json(await export_state(service_of(request)))
 
     async def put_state(request: Request) -> Response:
-        whole_mock(request)
         return json(await import_state(service_of(request), await json_of(request)))
 
     async def document_yaml(request: Request) -> Response:
@@ -234,24 +248,24 @@ def control_routes(control: ControlSpec) -> list[BaseRoute]:
         return Response(control.json_bytes, media_type="application/json")
 
     return [
-        Route(f"{PREFIX}/openapi.yaml", document_yaml, methods=["GET"]),
-        Route(f"{PREFIX}/openapi.json", document_json, methods=["GET"]),
-        Route(f"{PREFIX}/account", account, methods=["GET"]),
-        Route(f"{PREFIX}/accounts", list_accounts, methods=["GET"]),
+        route(f"{PREFIX}/openapi.yaml", GET=document_yaml),
+        route(f"{PREFIX}/openapi.json", GET=document_json),
+        route(f"{PREFIX}/account", GET=account),
+        route(f"{PREFIX}/accounts", GET=list_accounts),
         route(f"{PREFIX}/accounts/{{account:str}}", GET=get_account, PUT=put_account),
-        Route(f"{PREFIX}/clock", clock, methods=["GET"]),
-        Route(f"{PREFIX}/clock/advance", advance_clock, methods=["POST"]),
-        Route(f"{PREFIX}/clock/set", set_clock, methods=["POST"]),
-        Route(f"{PREFIX}/reset", reset, methods=["POST"]),
-        Route(f"{PREFIX}/scenarios", scenarios, methods=["GET"]),
-        Route(f"{PREFIX}/models", models, methods=["GET"]),
+        route(f"{PREFIX}/clock", GET=clock),
+        route(f"{PREFIX}/clock/advance", POST=advance_clock),
+        route(f"{PREFIX}/clock/set", POST=set_clock),
+        route(f"{PREFIX}/reset", POST=reset),
+        route(f"{PREFIX}/scenarios", GET=scenarios),
+        route(f"{PREFIX}/models", GET=models),
         route(f"{PREFIX}/rules", GET=list_rules, POST=add_rule, DELETE=delete_rules),
-        Route(f"{PREFIX}/rules/{{rule_id:str}}", delete_rules, methods=["DELETE"]),
+        route(f"{PREFIX}/rules/{{rule_id:str}}", DELETE=delete_rules),
         route(f"{PREFIX}/requests", GET=requests, DELETE=clear_requests),
-        Route(f"{PREFIX}/requests/count", count_requests, methods=["GET"]),
-        Route(f"{PREFIX}/runs", runs, methods=["GET"]),
-        Route(f"{PREFIX}/runs/{{run_id:str}}/state", force_state, methods=["POST"]),
-        route(f"{PREFIX}/state", GET=get_state, PUT=put_state),
+        route(f"{PREFIX}/requests/count", GET=count_requests),
+        route(f"{PREFIX}/runs", GET=runs),
+        route(f"{PREFIX}/runs/{{run_id:str}}/state", POST=force_state),
+        route(f"{PREFIX}/state", whole_mock, GET=get_state, PUT=put_state),
     ]
 
 
@@ -262,7 +276,7 @@ async def json_of(request: Request) -> Any:
         raise RunbaseError(400, "invalid_request", "Body is not valid JSON") from None
 
 
-def route(path: str, **handlers: Handler) -> Route:
+def one_route(path: str, **handlers: Handler) -> Route:
     """One route for several methods, so a 405's Allow header lists all of them."""
 
     async def dispatch(request: Request) -> Response:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mock_runbase.control_spec import load_control_spec
 from tests.conftest import KEY, OTHER_KEY, Mock, MockFactory
 from tests.test_app import error_of
 
@@ -591,3 +592,41 @@ def test_a_balance_beyond_the_documented_maximum_is_refused_and_changes_nothing(
         assert error_of(response) == (400, "invalid_request")
         assert "balanceUsd" in response.json()["error"]["message"]
     assert mock.account() == before
+
+
+# --- query parameters -------------------------------------------------------------------------
+
+CONTROL = load_control_spec()
+CONTROL_OPERATIONS = sorted(
+    (path, method)
+    for path, method in CONTROL.queries
+    if path.startswith("/_mock/") and not path.startswith("/_mock/ui")
+)
+
+
+def whole_state(mock: Mock) -> tuple[Any, ...]:
+    state = mock.client.get("/_mock/state")
+    assert state.status_code == 200, state.text
+    clock = mock.client.get("/_mock/clock").json()
+    return state.json(), clock, len(journal(mock))
+
+
+@pytest.mark.parametrize(("path", "method"), CONTROL_OPERATIONS)
+@pytest.mark.parametrize("name", ["acount", "bogus"])
+def test_every_control_call_refuses_an_undeclared_query_parameter_and_changes_nothing(
+    mock: Mock, path: str, method: str, name: str
+) -> None:
+    """A misspelt parameter is never dropped: ``POST /_mock/reset?acount=a`` would reset every
+    account, ``DELETE /_mock/rules?acount=a`` delete every rule."""
+    mock.create()
+    add_rule(mock, {"match": {"key": "sk-other"}, "effect": {"scenario": "fail"}})
+    before = whole_state(mock)
+    concrete = path.replace("{account}", "acct").replace("{rule_id}", "rule_1")
+    concrete = concrete.replace("{run_id}", "run_x")
+    body = {} if method in ("post", "put") else None
+    answer = mock.client.request(method.upper(), concrete, params={name: "a"}, json=body)
+    assert answer.status_code == 400, answer.text
+    assert error_of(answer) == (400, "invalid_request")
+    assert f"unknown query parameter {name!r}" in answer.json()["error"]["message"]
+    assert whole_state(mock) == before
+    assert "400" in CONTROL.document["paths"][path][method]["responses"]  # and documented
