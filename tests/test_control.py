@@ -630,3 +630,11 @@ def test_every_control_call_refuses_an_undeclared_query_parameter_and_changes_no
     assert f"unknown query parameter {name!r}" in answer.json()["error"]["message"]
     assert whole_state(mock) == before
     assert "400" in CONTROL.document["paths"][path][method]["responses"]  # and documented
+
+
+def test_a_head_of_a_control_get_checks_the_gets_query(mock: Mock) -> None:
+    assert mock.client.head("/_mock/requests", params={"status": "4xx"}).status_code == 200
+    assert mock.client.head("/_mock/runs", params={"limit": "2"}).status_code == 200
+    refused = mock.client.head("/_mock/requests", params={"sinse": "x"})
+    assert refused.status_code == 400  # it was a 500: the HEAD had no operation of its own
+    assert refused.content == b""
