@@ -121,3 +121,32 @@ def test_only_the_hot_runs_are_objects_the_collector_walks() -> None:
     assert sum(isinstance(value, Run) for value in store.runs.values()) == 10
     assert asyncio.run(store.list_runs(None, 100)) == runs[::-1]
     assert list(store.runs) == [run.id for run in runs]  # the order of storing is kept
+
+
+ACCOUNTS = ["acct", 'a"quoted', "back\\slash", "ünï", "ctl\x01", "acct2"]
+
+
+@given(
+    runs=st.lists(
+        st.tuples(RUNS, st.sampled_from(ACCOUNTS)).map(lambda p: replace(p[0], account=p[1])),
+        max_size=25,
+        unique_by=(lambda run: run.id, lambda run: run.file_name),
+    ),
+    hot=st.integers(min_value=1, max_value=6),
+    limit=st.integers(min_value=1, max_value=30),
+)
+def test_listing_an_accounts_runs_finds_them_packed_or_hot(
+    runs: list[Run], hot: int, limit: int
+) -> None:
+    """Packed runs of other accounts are skipped by their bytes: none of the account's own is
+    missed, whatever its name holds (quotes, backslashes, control characters)."""
+    store = MemoryStore(None, hot_runs=hot)
+    for run in runs:
+        create(store, run)
+    for account in [*ACCOUNTS, "nobody", "acc"]:
+        expected = [run for run in runs[::-1] if run.account == account][:limit]
+        assert asyncio.run(store.list_runs(account, limit)) == expected
+        failed = [run for run in runs[::-1] if run.account == account and run.outcome == "failed"]
+        listed = asyncio.run(store.list_runs(account, limit, lambda run: run.outcome == "failed"))
+        assert listed == failed[:limit]
+    assert asyncio.run(store.list_runs(None, limit)) == runs[::-1][:limit]
