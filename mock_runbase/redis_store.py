@@ -376,14 +376,43 @@ class RedisStore:
 
     async def replace_run(self, run: Run, now_ms: int) -> None:
         await self.settle(run.account, now_ms)
-        refund = pending_refund(run)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.k("run", run.id), dump_run(run), xx=True, keepttl=True)
-            if refund is None:
-                pipe.zrem(self.k("refunds", run.account), refund_member(run))
-            else:
-                pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
+            self.queue_replacement(pipe, run)
             await pipe.execute()
+
+    async def force_run(
+        self, run_id: str, move: Callable[[Run], Run | None], now_ms: int
+    ) -> Run | None:
+        """Read, move and write back under WATCH of the run (as ``count_poll``): a move that
+        raced another process's change of the run (a poll counted, another move, a reset)
+        is worked out again from the run as it is then."""
+        before = await self.get_run(run_id)
+        if before is None:
+            return None
+        await self.settle(before.account, now_ms)  # a run's account never changes
+        key = self.k("run", run_id)
+        moved: Run | None = None
+
+        async def attempt(pipe: Any) -> None:
+            nonlocal moved
+            run = load_run(await pipe.get(key))
+            moved = None if run is None else move(run)
+            pipe.multi()
+            if moved is not None:
+                self.queue_replacement(pipe, moved)
+
+        await self.transaction(attempt, key)
+        return moved
+
+    def queue_replacement(self, pipe: Any, run: Run) -> None:
+        """The writes that put ``run`` in place of its stored self (if it is still stored),
+        with its pending refund."""
+        refund = pending_refund(run)
+        pipe.set(self.k("run", run.id), dump_run(run), xx=True, keepttl=True)
+        if refund is None:
+            pipe.zrem(self.k("refunds", run.account), refund_member(run))
+        else:
+            pipe.zadd(self.k("refunds", run.account), {refund_member(run): refund[0]})
 
     async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
         """Read, count and write back under WATCH of the run: a process whose poll raced

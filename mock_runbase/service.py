@@ -530,15 +530,17 @@ class RunbaseService:
     async def force_state(
         self, run_id: str, status: str, error: dict[str, str] | None, account: str | None
     ) -> Run:
-        run = await self.store.get_run(run_id)
-        if run is None or account not in (None, run.account):
-            raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r}")
         now = await self.clock.now()
+
+        def move(run: Run) -> Run | None:
+            return forced(run, status, now, error) if account in (None, run.account) else None
+
         try:
-            moved = forced(run, status, now, error)
+            moved = await self.store.force_run(run_id, move, now)
         except ValueError as problem:
             raise RunbaseError(409, "invalid_transition", str(problem)) from None
-        await self.store.replace_run(moved, now)
+        if moved is None:
+            raise RunbaseError(404, "run_not_found", f"No run with id {run_id!r}")
         return moved
 
     async def reset(self, account: str | None = None) -> None:

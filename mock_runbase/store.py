@@ -174,6 +174,15 @@ class Store(Protocol):
 
     async def replace_run(self, run: Run, now_ms: int) -> None: ...
 
+    async def force_run(
+        self, run_id: str, move: Callable[[Run], Run | None], now_ms: int
+    ) -> Run | None:
+        """``move`` of the run as stored, stored in its place (its refund with it) at once for
+        every process, and returned; None, with nothing written, for no such run or when
+        ``move`` answers None. Whatever ``move`` raises, nothing is written. ``move`` runs
+        again if another process changed the run meanwhile (so two forced moves of one run
+        never both succeed)."""
+
     async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
         """One answered poll of a run timed by polls, counted at ``now_ms`` at once for every
         process (``runs.polled``: the count, and the move to the state that poll is due to
@@ -339,6 +348,15 @@ class MemoryStore:
         if run.id in self.runs:
             self._keep_hot(run)
         self._schedule_refund(run)
+
+    async def force_run(
+        self, run_id: str, move: Callable[[Run], Run | None], now_ms: int
+    ) -> Run | None:
+        run = self._run(run_id)
+        moved = None if run is None else move(run)
+        if moved is not None:
+            await self.replace_run(moved, now_ms)
+        return moved
 
     async def count_poll(self, run_id: str, now_ms: int) -> Run | None:
         self._forget_expired_runs()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from mock_runbase.accounts import (
 from mock_runbase.errors import RunbaseError
 from mock_runbase.journal_records import JournalEntry, JournalFilter
 from mock_runbase.ratelimit import MovingWindowLimiter, RateLimit
-from mock_runbase.redis_store import RedisStore
+from mock_runbase.redis_store import RedisStore, dump_run
 from mock_runbase.rules import Rule, RuleContext, fires_at, rule_from_body
 from mock_runbase.runs import (
     PollPlan,
@@ -931,3 +932,54 @@ def test_mocks_with_their_own_prefix_share_a_database_apart(
         assert first.get(f"/v1/runs/{run_id}", headers=auth).status_code == 404
         assert second.get(f"/v1/runs/{other_id}", headers=auth).status_code == 200
         assert second.get("/_mock/account", headers=auth).json()["spentUsd"] > 0
+
+
+def test_a_forced_move_is_stored_with_its_refund_and_none_for_a_missing_run(
+    harness: Harness,
+) -> None:
+    run = make_run()
+    create(harness, run)
+    now = START + 600  # processing
+    moved = harness.run(
+        harness.store.force_run(run.id, lambda r: forced(r, "failed", now, None), now)
+    )
+    assert moved is not None and moved.outcome == "failed"
+    assert harness.run(harness.peer().get_run(run.id)) == moved
+    assert balance_of(harness, now=now) == (COST, COST, 1)  # failed now: refunded
+    assert harness.run(harness.store.force_run("run_missing", lambda r: r, now)) is None
+    assert harness.run(harness.store.force_run(run.id, lambda r: None, now)) is None  # not yours
+    with pytest.raises(ValueError, match="already failed"):
+        harness.run(
+            harness.store.force_run(run.id, lambda r: forced(r, "succeeded", now, None), now)
+        )
+    assert harness.run(harness.peer().get_run(run.id)) == moved  # a refused move writes nothing
+    assert balance_of(harness, now=now) == (COST, COST, 1)
+
+
+def test_two_processes_forcing_one_run_never_both_end_it(harness: Harness) -> None:
+    """Another process ends the run between this one's read and write: this one's move is
+    worked out again from the ended run, and refused (WATCH; in one process nothing comes
+    between a move and its write)."""
+    if harness.kind != "redis":
+        pytest.skip("one process: a move and its write are never apart")
+    store = harness.store
+    assert isinstance(store, RedisStore)
+    run = make_run()
+    create(harness, run)
+    now = START + 600
+    ended = forced(run, "succeeded", now, None)
+    other = redis.Redis.from_url(str(harness.redis_url))  # another process's connection
+    seen: list[str] = []
+
+    def move(stored: Run) -> Run | None:
+        seen.append(status_at(stored, now))
+        if len(seen) == 1:  # the other process's move lands in between
+            other.set(store.k("run", run.id), dump_run(ended), xx=True, keepttl=True)
+        return forced(stored, "failed", now, None)
+
+    with pytest.raises(ValueError, match="already succeeded"):
+        harness.run(store.force_run(run.id, move, now))
+    other.close()
+    assert seen == ["processing", "succeeded"]
+    assert harness.run(harness.peer().get_run(run.id)) == ended
+    assert balance_of(harness, now=START + 10_000) == (COST, 0, 1)  # never refunded
