@@ -46,6 +46,7 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
     state_query = control.query(STATE_PATH, "get")
+    thumbnail_query = control.query(THUMBNAIL_PATH, "get")
     thumbnails = MediaCache(max_bytes=16 * 1024 * 1024)
 
     async def page(request: Request) -> Response:
@@ -70,6 +71,7 @@ def dashboard_routes(control: ControlSpec) -> list[BaseRoute]:
         return Response(orjson.dumps(body), media_type="application/json", headers=NO_CACHE)
 
     async def thumbnail(request: Request) -> Response:
+        thumbnail_query.parse(request.query_params.multi_items())  # it takes none: 400 for any
         service = service_of(request)
         run_id = request.path_params["run_id"]
         run = await service.store.get_run(run_id)

@@ -293,7 +293,7 @@ class MemoryStore:
         return snapshot
 
     async def snapshot_with_run(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
-        return self.snapshot_now(base), self._run(run_id)
+        return self.snapshot_with_run_now(base, run_id)
 
     def snapshot_with_run_now(self, base: Directory, run_id: str) -> tuple[Snapshot, Run | None]:
         """``snapshot_with_run`` without an await."""

@@ -600,7 +600,7 @@ CONTROL = load_control_spec()
 CONTROL_OPERATIONS = sorted(
     (path, method)
     for path, method in CONTROL.queries
-    if path.startswith("/_mock/") and not path.startswith("/_mock/ui")
+    if path.startswith("/_mock/") and path != "/_mock/ui"  # the page: a browser's, ?token=
 )
 
 
