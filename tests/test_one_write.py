@@ -1,5 +1,7 @@
-"""An answer's head and body leave in one write (``mock_runbase.one_write``), and nothing is
-held longer than a turn of the event loop, lost on close, or sent after an abort."""
+"""What is written in a turn of the event loop leaves in one write after it
+(``mock_runbase.one_write``): an answer's head and body together, and several answers' writes
+after all of them were computed. Nothing is held longer than a turn, lost on close, or sent
+after an abort."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class RecordingTransport:
         self.writes: list[bytes] = []
         self.closed = False
         self.aborted = False
+        self.eof = False
         self.buffered = 7
 
     def write(self, data: bytes) -> None:
@@ -41,6 +44,9 @@ class RecordingTransport:
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
+    def write_eof(self) -> None:
+        self.eof = True
+
     def get_extra_info(self, name: str) -> Any:
         return f"info:{name}"
 
@@ -57,9 +63,12 @@ def test_a_head_and_its_body_leave_in_one_write() -> None:
         assert inner.writes == []
         assert transport.get_write_buffer_size() == 7 + 38
         transport.write(b"{}")
+        assert inner.writes == []  # held to the end of the turn
+        assert transport.get_write_buffer_size() == 7 + 40
+        await asyncio.sleep(0)
         assert inner.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
         await asyncio.sleep(0)
-        assert len(inner.writes) == 1  # the turn's release found nothing held
+        assert len(inner.writes) == 1
 
     asyncio.run(scenario())
 
@@ -78,9 +87,14 @@ def test_close_sends_what_is_held_and_abort_drops_it() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         closed, closed_inner = wrapped(loop)
-        closed.write(b"last words")
+        closed.write(b"last ")
+        closed.write(b"words")
         closed.close()
         assert closed_inner.writes == [b"last words"] and closed_inner.closed
+        ended, ended_inner = wrapped(loop)
+        ended.write(b"all of it")
+        ended.write_eof()
+        assert ended_inner.writes == [b"all of it"] and ended_inner.eof
         aborted, aborted_inner = wrapped(loop)
         aborted.write(b"never sent")
         aborted.abort()
@@ -117,20 +131,54 @@ def test_anything_else_is_the_wrapped_transports() -> None:
     assert transport.get_extra_info("socket") == "info:socket"
 
 
-@given(st.lists(st.binary(max_size=64), min_size=1, max_size=12), st.booleans())
+def test_answers_written_in_one_turn_leave_after_it_each_connection_in_one_write() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        connections = [wrapped(loop) for _ in range(3)]
+        for number, (transport, inner) in enumerate(connections):
+            transport.write(b"head %d|" % number)
+            transport.write(b"body %d" % number)
+            assert all(not inner.writes for _, inner in connections)  # none amid the answers
+        await asyncio.sleep(0)
+        assert [inner.writes for _, inner in connections] == [
+            [b"head %d|body %d" % (number, number)] for number in range(3)
+        ]
+
+    asyncio.run(scenario())
+
+
+# sizes around JOINED_UP_TO, made of a repeated byte so that large chunks stay cheap
+CHUNKS = st.lists(
+    st.tuples(
+        st.one_of(st.integers(0, 64), st.integers(JOINED_UP_TO - 64, JOINED_UP_TO + 64)),
+        st.integers(0, 255),
+    ).map(lambda sized: bytes([sized[1]]) * sized[0]),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(CHUNKS, st.sampled_from(["turn", "close", "write_eof"]))
 def test_the_bytes_on_the_wire_are_the_bytes_written_in_order(
-    chunks: list[bytes], ends_with_close: bool
+    chunks: list[bytes], ending: str
 ) -> None:
     async def scenario() -> None:
         transport, inner = wrapped(asyncio.get_running_loop())
-        for chunk in chunks:
+        for number, chunk in enumerate(chunks, 1):
             transport.write(chunk)
-        if ends_with_close:
+            held = transport.get_write_buffer_size() - inner.buffered
+            assert sum(map(len, inner.writes)) + held == sum(map(len, chunks[:number]))
+        if ending == "close":
             transport.close()
+        elif ending == "write_eof":
+            transport.write_eof()
         else:
             await asyncio.sleep(0)
         assert b"".join(inner.writes) == b"".join(chunks)
-        assert len(inner.writes) == (len(chunks) + 1) // 2  # every two writes become one
+        joined = [write for write in inner.writes if len(write) > JOINED_UP_TO]
+        assert all(write in chunks for write in joined)  # only a large write goes out alone
+        if sum(map(len, chunks)) <= JOINED_UP_TO:
+            assert len(inner.writes) == 1
 
     asyncio.run(scenario())
 
