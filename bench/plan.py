@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadgen import LoadSettings, run_wrk, write_ids
+from loadgen import LoadSettings, WrkResult, run_wrk, write_ids
 from probes import body_for, create_runs, log_size
 from results_model import Outcome, Results
 from targets import Server
@@ -43,8 +43,21 @@ class Plan:
     repeats: int  # of first renders and of starts
     stored_runs: tuple[int, ...]  # the counts of the stored-runs phase, fewest first
     stall_renders: int  # renders of each kind (4K PNG, 1080p MP4) during the stall test
+    rounds: int  # of each closed-loop workload measured (targets' and stored runs'), median kept
     profile_to: Path | None  # py-spy's folded stacks of the mock under the mix, if wanted
     py_spy: str | None
+
+
+def median_round(outcomes: list[Outcome]) -> Outcome:
+    """The round of median requests/s among those measured (the first outcome if none was)."""
+    measured = sorted(
+        (o for o in outcomes if isinstance(o, WrkResult) and o.requests), key=lambda o: o.rps
+    )
+    return measured[(len(measured) - 1) // 2] if measured else outcomes[0]
+
+
+def shown_rounds(outcomes: list[Outcome]) -> str:
+    return " / ".join(f"{o.rps:,.0f}" if isinstance(o, WrkResult) else "n/a" for o in outcomes)
 
 
 def base_env(server: Server) -> dict[str, str]:

@@ -29,7 +29,8 @@ class StoredLevel:
     filled: int  # runs the fill created
     fill_s: float
     rss_mb: float  # right after the fill
-    load: dict[str, Outcome]  # workload -> result
+    load: dict[str, Outcome]  # workload -> result (the round of median requests/s)
+    rounds: dict[str, list[Outcome]] = field(default_factory=dict)  # workload -> each round
 
     @property
     def fill_rate(self) -> float:

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadgen import LoadSettings, WrkResult
-from plan import STORE_WORKLOADS, WORKLOADS, Plan
+from loadgen import LoadSettings
+from plan import STORE_WORKLOADS, WORKLOADS, Plan, median_round, shown_rounds
 from report import render_markdown, write_chart
 from results_model import Results
 from stored import measure_stored
@@ -195,6 +195,7 @@ def make_plan(args: argparse.Namespace, load: LoadSettings) -> Plan:
         repeats=1 if quick else args.repeats,
         stored_runs=args.stored_runs or (QUICK_STORED if quick else FULL_STORED),
         stall_renders=args.renders or (2 if quick else 3),
+        rounds=rounds_of(args),
         profile_to=args.output / "profile-mix.folded" if args.profile else None,
         py_spy=ensure_py_spy() if args.profile else None,
     )
@@ -247,15 +248,8 @@ def more_rounds(targets: list[Target], plan: Plan, results: Results, count: int)
     for target in single:
         for workload in STORE_WORKLOADS:
             outcomes = [found[workload] for found in rounds[target.name]]
-            measured = sorted(
-                (o for o in outcomes if isinstance(o, WrkResult) and o.requests),
-                key=lambda o: o.rps,
-            )
-            if measured:
-                results.load[workload][target.name] = measured[(len(measured) - 1) // 2]
-            shown = " / ".join(
-                f"{o.rps:,.0f}" if isinstance(o, WrkResult) else "n/a" for o in outcomes
-            )
+            results.load[workload][target.name] = median_round(outcomes)
+            shown = shown_rounds(outcomes)
             results.rounds.append(f"{results.labels[target.name]}, {workload}: {shown}")
 
 

@@ -7,7 +7,7 @@ import math
 from goals import MEMORY_RUNS, memory_at, ms, p99_ratio, rss_per_run_kb
 from loadgen import WrkResult
 from media import MEDIA
-from plan import STORE_WORKLOADS
+from plan import STORE_WORKLOADS, shown_rounds
 from results_model import Outcome, Results
 
 __all__ = [
@@ -109,15 +109,23 @@ def stored_section(results: Results) -> list[str]:
         "create req/s, p50 / p99 ms",
         "runs after",
     ]
+    rounds = [
+        f"- {level.held:,} stored, {workload}: {shown_rounds(outcomes)}"
+        for level in results.stored
+        for workload, outcomes in level.rounds.items()
+        if len(outcomes) > 1
+    ]
     return [
         "## Stored runs",
         "",
         "One mock (the `mock` command), filled through `POST /v1/runs` by wrk to each count in "
         "turn; RSS right after the fill; then poll, mix and create (creates last: they add "
-        "runs).",
+        "runs), each in as many rounds back to back as the targets' closed-loop workloads, the "
+        "round of median requests/s shown.",
         "",
         *table(header, rows),
         "",
+        *([*rounds, ""] if rounds else []),
         *memory_lines(results),
     ]
 

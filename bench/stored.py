@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from plan import MIX, WORKLOADS, Plan, base_env, guarded, record_log_size
+from plan import MIX, WORKLOADS, Plan, base_env, guarded, median_round, record_log_size
 from probes import fill_runs, rss_mb, stored_runs
 from results_model import Results, StoredLevel
 from targets import Server, StartFailed, mock_target, running
@@ -39,12 +39,16 @@ def stored_level(server: Server, plan: Plan, env: dict[str, str], wanted: int) -
     log(f"stored runs: {held:,} held after {fill_s:.1f} s ({(held - before) / fill_s:,.0f}/s)")
     time.sleep(0.5)  # the last requests' garbage collected, as in a server at rest
     rss = rss_mb(server.pid)
-    load = {}
+    rounds = {}
     with pinned(server.pid):  # as the targets' workloads are measured
         for workload in STORED_WORKLOADS:
             log(f"stored runs: {workload} with {stored_runs(server):,} stored")
-            # no warm-up: the fill has just driven this server for longer than any warm-up
-            load[workload] = guarded(plan, server, WORKLOADS[workload][0], env, warmup=False)
+            # no warm-up: the fill has just driven this server for longer than any warm-up;
+            # rounds back to back, the median kept, as the machine's speed drifts
+            rounds[workload] = [
+                guarded(plan, server, WORKLOADS[workload][0], env, warmup=False)
+                for _ in range(plan.rounds)
+            ]
     return StoredLevel(
         wanted=wanted,
         held=held,
@@ -52,5 +56,6 @@ def stored_level(server: Server, plan: Plan, env: dict[str, str], wanted: int) -
         filled=held - before,
         fill_s=fill_s,
         rss_mb=rss,
-        load=load,
+        load={workload: median_round(outcomes) for workload, outcomes in rounds.items()},
+        rounds=rounds,
     )
