@@ -10,27 +10,40 @@ steal and wrk's share of the cores move far less) and the load average before an
 
 A tree is a folder holding a ``mock_runbase`` package (and ``openapi.yaml`` beside it, as in a
 checkout); it runs with ``python -P`` and ``PYTHONPATH=TREE``, so the installed package does not
-shadow it. Nothing is written under ``bench/results``.
+shadow it. ``--redis`` also runs each tree on a redis-server of its own (one worker; its CPU
+figures add the redis-server's), ``--syscalls`` counts the server's writes and reads per request
+(perf). Nothing is written under ``bench/results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from loadgen import LoadSettings, run_wrk
-from suite import Plan, base_env, profile_mix
-from targets import Target, bare_target, running, serve_args
-from tools import ensure_py_spy, ensure_wrk, log, pinned
+from plan import Plan, base_env
+from suite import profile_mix
+from targets import Server, Target, bare_target, running, serve_args
+from tools import apt_installed, ensure_py_spy, ensure_redis_server, ensure_wrk, log, pinned
 
 WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
 SATURATED_CPU = "us CPU"  # the server's CPU time per request of a workload run at full speed
+WRITES, READS = "writes", "reads"  # the server's system calls per request (--syscalls)
+# perf's tracepoints of the system calls that write to or read from a socket, whichever the
+# event loop uses (uvloop writes and reads; asyncio's selector loop sends and receives)
+SYSCALLS = {
+    WRITES: ("write", "writev", "sendto", "sendmsg"),
+    READS: ("read", "readv", "recvfrom", "recvmsg"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="server on one core, wrk on the other, as bench/run.py measures (tools.pinned)",
     )
     add("--profile-dir", type=Path, help="after the rounds, py-spy each target under the mix")
+    add("--redis", action="store_true", help="also run each tree on a redis-server of its own")
+    add("--syscalls", action="store_true", help="also count writes and reads per request (perf)")
     return parser
 
 
-def tree_target(spec: str) -> Target:
+def tree_target(spec: str, redis_server: str | None = None) -> Target:
+    """The mock from the tree ``NAME=DIR``; on a redis-server of its own if one is given."""
     name, _, folder = spec.partition("=")
     if not name or not folder:
         raise SystemExit(f"ab: --tree wants NAME=DIR, got {spec!r}")
@@ -61,7 +77,12 @@ def tree_target(spec: str) -> Target:
     if not (root / "mock_runbase").is_dir():
         raise SystemExit(f"ab: no mock_runbase package in {root}")
     command = [sys.executable, "-P", "-m", "mock_runbase", *serve_args("fast")]
-    return Target(name, name, command, env={"PYTHONPATH": str(root)})
+    env = {"PYTHONPATH": str(root)}
+    if redis_server is None:
+        return Target(name, name, command, env=env)
+    store = ["--store", "{redis}"]
+    label = f"{name}, Redis"
+    return Target(f"{name}-redis", label, [*command, *store], env=env, redis_server=redis_server)
 
 
 Round = dict[tuple[str, str], float]  # (target, column) -> value
@@ -78,34 +99,86 @@ def measure_round(targets: list[Target], load: LoadSettings, args: argparse.Name
                 run_wrk(
                     load, server.base_url, workload, env, duration_s=load.warmup_s, warmup=False
                 )
-                before = cpu_seconds(server.pid)
-                result = run_wrk(load, server.base_url, workload, env, warmup=False)
-                cpu_us = (cpu_seconds(server.pid) - before) / max(1, result.requests) * 1e6
+                before = cpu_seconds(server)
+                with counted_syscalls(server.pid, wanted=args.syscalls) as calls:
+                    result = run_wrk(load, server.base_url, workload, env, warmup=False)
+                requests = max(1, result.requests)
+                cpu_us = (cpu_seconds(server) - before) / requests * 1e6
                 log(
                     f"{target.label} {workload}: {result.rps:,.0f} req/s, "
                     f"{cpu_us:.1f} us CPU/request ({result.errors} errors)"
                 )
                 found[(target.label, workload)] = result.rps
                 found[(target.label, f"{workload} {SATURATED_CPU}")] = cpu_us
+                for kind, count in calls.items():
+                    found[(target.label, f"{workload} {kind}")] = count / requests
             if args.cpu_rate:
                 paced = {**env, "BENCH_RATE": str(args.cpu_rate)}
-                cpu_us = cpu_per_request_us(server.pid, load, server.base_url, paced)
+                cpu_us = cpu_per_request_us(server, load, server.base_url, paced)
                 log(f"{target.label} mix CPU: {cpu_us:.1f} us/request")
                 found[(target.label, CPU_COLUMN)] = cpu_us
     return found
 
 
-def cpu_per_request_us(pid: int, load: LoadSettings, url: str, env: dict[str, str]) -> float:
+def cpu_per_request_us(server: Server, load: LoadSettings, url: str, env: dict[str, str]) -> float:
     """The server's CPU time (user + system) per answered request while wrk paces the mix."""
-    before = cpu_seconds(pid)
+    before = cpu_seconds(server)
     result = run_wrk(load, url, "mix", env, warmup=False)
-    return (cpu_seconds(pid) - before) / max(1, result.requests) * 1e6
+    return (cpu_seconds(server) - before) / max(1, result.requests) * 1e6
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(server: Server) -> float:
+    """CPU time of the server process and of its own redis-server, if it has one."""
+    pids = [server.pid, *([server.store_pid] if server.store_pid else [])]
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
+def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def counted_syscalls(pid: int, wanted: bool) -> Iterator[dict[str, int]]:
+    """While the block runs, ``perf stat`` counts the process's write and read calls; the
+    dict yielded is filled with the totals when it ends (left empty if not ``wanted``)."""
+    counts: dict[str, int] = {}
+    if not wanted:
+        yield counts
+        return
+    events = [f"syscalls:sys_enter_{call}" for calls in SYSCALLS.values() for call in calls]
+    command = [perf_path(), "stat", "-x", ",", "-e", ",".join(events), "-p", str(pid)]
+    perf = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)  # perf attaches before the load starts
+    try:
+        yield counts
+    finally:
+        perf.send_signal(signal.SIGINT)
+        _, report = perf.communicate(timeout=30)
+    per_call = parse_perf_stat(report)
+    if not per_call:
+        raise SystemExit(f"ab: perf stat counted nothing: {report.strip()[-300:]}")
+    for kind, calls in SYSCALLS.items():
+        counts[kind] = sum(per_call.get(call, 0) for call in calls)
+
+
+def parse_perf_stat(report: str) -> dict[str, int]:
+    """``{"write": 123, ...}`` from ``perf stat -x ,`` lines (``COUNT,,EVENT,...``)."""
+    found: dict[str, int] = {}
+    for line in report.splitlines():
+        count, _, rest = line.partition(",")
+        event = rest.partition(",")[2].partition(",")[0]
+        if count.isdigit() and event.startswith("syscalls:sys_enter_"):
+            found[event.removeprefix("syscalls:sys_enter_")] = int(count)
+    return found
+
+
+def perf_path() -> str:
+    found = apt_installed("linux-perf", "perf")
+    if not found:
+        raise SystemExit("ab: --syscalls needs perf (apt-get install linux-perf)")
+    return found
 
 
 def profile_trees(targets: list[Target], load: LoadSettings, folder: Path) -> None:
@@ -114,7 +187,14 @@ def profile_trees(targets: list[Target], load: LoadSettings, folder: Path) -> No
     if py_spy is None:
         raise SystemExit("ab: --profile-dir needs py-spy (pip install py-spy)")
     plan = Plan(
-        load, rate=0, repeats=1, stored_runs=(), stall_renders=0, profile_to=None, py_spy=py_spy
+        load,
+        rate=0,
+        repeats=1,
+        stored_runs=(),
+        stall_renders=0,
+        rounds=1,
+        profile_to=None,
+        py_spy=py_spy,
     )
     for target in targets:
         with running(target) as server:
@@ -141,7 +221,9 @@ def table(rounds: list[Round], labels: list[str], columns: list[str]) -> str:
 
 
 def number(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def load_average() -> str:
@@ -154,9 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.workloads) - set(WORKLOADS)
     if unknown:
         raise SystemExit(f"ab: unknown workloads {sorted(unknown)}")
-    targets = [tree_target(spec) for spec in args.tree] + ([bare_target()] if args.bare else [])
+    targets = [tree_target(spec) for spec in args.tree]
+    if args.redis:
+        binary, note = ensure_redis_server()
+        if binary is None:
+            raise SystemExit(f"ab: --redis needs redis-server: {note}")
+        targets += [tree_target(spec, binary) for spec in args.tree]
+    targets += [bare_target()] if args.bare else []
     if not targets:
         raise SystemExit("ab: give at least one --tree NAME=DIR or --bare")
+    if args.syscalls:
+        perf_path()  # missing perf fails now, not after the first round
     load = LoadSettings(ensure_wrk(), 1, args.connections, args.duration, args.warmup)
     before = load_average()
     started = time.perf_counter()
@@ -165,7 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_trees(targets, load, args.profile_dir)
     if rounds:
         saturated = [f"{workload} {SATURATED_CPU}" for workload in args.workloads]
-        columns = [*args.workloads, *saturated, *([CPU_COLUMN] if args.cpu_rate else [])]
+        calls = (
+            [f"{w} {kind}" for w in args.workloads for kind in SYSCALLS] if args.syscalls else []
+        )
+        columns = [*args.workloads, *saturated, *calls, *([CPU_COLUMN] if args.cpu_rate else [])]
         print(table(rounds, [t.label for t in targets], columns))
     paced = f"; CPU at {args.cpu_rate} requests/s of the mix" if args.cpu_rate else ""
     print(

@@ -70,6 +70,7 @@ class Server:
     ready_s: float  # from the process start to the first 200 of GET /healthz
     all_workers_s: float  # from the process start to a 200 from every worker (= ready_s for 1)
     log_path: Path  # the server's stdout and stderr: a file, so log lines never fill a pipe
+    store_pid: int | None = None  # the target's own redis-server, if it has one
 
     @property
     def base_url(self) -> str:
@@ -144,8 +145,10 @@ def running(target: Target) -> Iterator[Server]:
     log_path = LOG_DIR / f"{target.name}.log"
     with ExitStack() as stack:
         fills = {"{port}": str(port)}
+        store_pid = None
         if target.redis_server:
-            fills["{redis}"] = stack.enter_context(redis_running(target.redis_server, target.name))
+            redis = stack.enter_context(redis_running(target.redis_server, target.name))
+            fills["{redis}"], store_pid = redis.url, redis.pid
         command = [filled(part, fills) for part in target.command]
         log = stack.enter_context(log_path.open("wb"))
         started = time.perf_counter()
@@ -170,6 +173,7 @@ def running(target: Target) -> Iterator[Server]:
             ready_s=ready_s,
             all_workers_s=all_s,
             log_path=log_path,
+            store_pid=store_pid,
         )
 
 
@@ -230,10 +234,16 @@ def redis_command(binary: str, port: int | str, folder: str) -> list[str]:
     return [binary, "--port", str(port), "--dir", folder, *REDIS_FLAGS]
 
 
+@dataclass(frozen=True)
+class RedisServer:
+    url: str  # redis://127.0.0.1:PORT/0
+    pid: int
+
+
 @contextmanager
-def redis_running(binary: str, name: str, timeout_s: float = 10.0) -> Iterator[str]:
-    """``redis://127.0.0.1:PORT/0`` of a redis-server of its own (free loopback port,
-    temporary directory, no persistence), flushed; stopped when the block ends."""
+def redis_running(binary: str, name: str, timeout_s: float = 10.0) -> Iterator[RedisServer]:
+    """A redis-server of its own (free loopback port, temporary directory, no persistence),
+    flushed; stopped when the block ends."""
     port = free_port()
     log_path = LOG_DIR / f"redis-{name}.log"
     with (
@@ -256,7 +266,7 @@ def redis_running(binary: str, name: str, timeout_s: float = 10.0) -> Iterator[s
                 time.sleep(0.02)
             if redis_call(port, b"FLUSHALL") != b"+OK":  # empty already: nothing carries over
                 raise StartFailed(f"redis-server refused FLUSHALL: {log_tail(log_path)}")
-            yield f"redis://127.0.0.1:{port}/0"
+            yield RedisServer(f"redis://127.0.0.1:{port}/0", process.pid)
         finally:
             stop(process)
 

@@ -84,7 +84,7 @@ class JSONAnswer(Response):
             ]
 
 
-def create_app(settings: MockSettings | None = None, *, clock: Clock | None = None) -> Starlette:
+def create_app(settings: MockSettings | None = None, *, clock: Clock | None = None) -> MockApp:
     """Build the mock. Costly work (spec, validators, config) happens here, once."""
     settings = settings or MockSettings()
     spec = load_spec(settings.spec, models=settings.models)
