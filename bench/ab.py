@@ -38,8 +38,9 @@ WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
 SATURATED_CPU = "us CPU"  # the server's CPU time per request of a workload run at full speed
 WRITES, READS = "writes", "reads"  # the server's system calls per request (--syscalls)
-# perf's tracepoints of the system calls that write to or read from a socket, whichever the
-# event loop uses (uvloop writes and reads; asyncio's selector loop sends and receives)
+# perf's tracepoints of the system calls that write or read (sockets, and the request log's
+# stdout), whichever the event loop uses (uvloop writes and reads; asyncio's selector loop sends
+# and receives)
 SYSCALLS = {
     WRITES: ("write", "writev", "sendto", "sendmsg"),
     READS: ("read", "readv", "recvfrom", "recvmsg"),
