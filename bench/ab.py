@@ -32,7 +32,7 @@ from loadgen import LoadSettings, run_wrk
 from plan import Plan, base_env
 from suite import profile_mix
 from targets import Server, Target, bare_target, running, serve_args
-from tools import apt_installed, ensure_py_spy, ensure_redis_server, ensure_wrk, log, pinned
+from tools import apt_required, ensure_py_spy, ensure_redis_server, ensure_wrk, log, pinned
 
 WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
@@ -176,10 +176,7 @@ def parse_perf_stat(report: str) -> dict[str, int]:
 
 
 def perf_path() -> str:
-    found = apt_installed("linux-perf", "perf")
-    if not found:
-        raise SystemExit("ab: --syscalls needs perf (apt-get install linux-perf)")
-    return found
+    return apt_required("linux-perf", "perf", "ab --syscalls")
 
 
 def profile_trees(targets: list[Target], load: LoadSettings, folder: Path) -> None:

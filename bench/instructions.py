@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import asgi_cost
-from tools import BENCH_DIR, REPO_DIR, apt_installed, log
+from tools import BENCH_DIR, REPO_DIR, apt_required, log
 
 WORKLOADS = tuple(asgi_cost.REQUESTS_PER_UNIT)  # create, poll, mix: asgi_cost.py's workloads
 WARMUP_UNITS = 200
@@ -114,9 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or args.requests < 1:
         raise SystemExit(f"instructions: unknown workloads {sorted(unknown)} or --requests < 1")
     targets = trees(args.tree, args.bare)
-    valgrind = apt_installed("valgrind", "valgrind")
-    if valgrind is None:
-        raise SystemExit("instructions: needs valgrind (apt-get install valgrind)")
+    valgrind = apt_required("valgrind", "valgrind", "instructions")
     lines = [f"| target | {' | '.join(workloads)} |", "|---|" + "---|" * len(workloads)]
     for name, tree in targets:
         cells = []

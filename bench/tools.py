@@ -24,6 +24,8 @@ __all__ = [
     "BENCH_DIR",
     "CACHE_DIR",
     "REPO_DIR",
+    "apt_installed",
+    "apt_required",
     "common_facts",
     "ensure_matplotlib",
     "ensure_prism",
@@ -95,9 +97,14 @@ def free_port() -> int:
 
 def ensure_wrk() -> str:
     """The path of ``wrk``, installing Debian's package (``apt-get update`` first if needed)."""
-    found = apt_installed("wrk", "wrk")
+    return apt_required("wrk", "wrk", "bench")
+
+
+def apt_required(package: str, binary: str, tool: str) -> str:
+    """The path of ``binary`` as ``apt_installed`` gives it; ``tool`` exits if it cannot."""
+    found = apt_installed(package, binary)
     if not found:
-        raise SystemExit("bench: wrk could not be installed (apt-get install wrk)")
+        raise SystemExit(f"{tool}: {binary} could not be installed (apt-get install {package})")
     return found
 
 
