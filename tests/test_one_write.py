@@ -175,8 +175,8 @@ def test_the_bytes_on_the_wire_are_the_bytes_written_in_order(
         else:
             await asyncio.sleep(0)
         assert b"".join(inner.writes) == b"".join(chunks)
-        joined = [write for write in inner.writes if len(write) > JOINED_UP_TO]
-        assert all(write in chunks for write in joined)  # only a large write goes out alone
+        large = [write for write in inner.writes if len(write) > JOINED_UP_TO]
+        assert all(write in chunks for write in large)  # never joined: each goes out as written
         if sum(map(len, chunks)) <= JOINED_UP_TO:
             assert len(inner.writes) == 1
 
