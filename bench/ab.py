@@ -32,7 +32,17 @@ from loadgen import LoadSettings, run_wrk
 from plan import Plan, base_env
 from suite import profile_mix
 from targets import Server, Target, bare_target, running, serve_args
-from tools import apt_required, ensure_py_spy, ensure_redis_server, ensure_wrk, log, pinned
+from tools import (
+    apt_required,
+    ensure_py_spy,
+    ensure_redis_server,
+    ensure_wrk,
+    log,
+    pinned,
+    positive,
+    positive_seconds,
+    seconds,
+)
 
 WORKLOADS = ("create", "poll", "mix")
 CPU_COLUMN = "mix CPU us/request"
@@ -52,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--tree", action="append", default=[], help="NAME=DIR: a source tree to run (repeat)")
     add("--bare", action="store_true", help="also drive bare Starlette (the ceiling)")
-    add("--rounds", type=int, default=3, help="rounds over all targets (3)")
+    add("--rounds", type=positive, default=3, help="rounds over all targets (3)")
     add("--workloads", default=",".join(WORKLOADS), help="which of create,poll,mix (all)")
-    add("--duration", type=float, default=3.0, help="seconds per measured run (3)")
-    add("--warmup", type=float, default=1.0, help="unmeasured seconds before each (1)")
-    add("--connections", type=int, default=32, help="wrk connections (32)")
-    add("--cpu-rate", type=int, help="also: server CPU us per request of the mix at this rate")
+    add("--duration", type=positive_seconds, default=3.0, help="seconds per measured run (3)")
+    add("--warmup", type=seconds, default=1.0, help="unmeasured seconds before each (1)")
+    add("--connections", type=positive, default=32, help="wrk connections (32)")
+    add("--cpu-rate", type=positive, help="also: server CPU us per request of the mix at this rate")
     add(
         "--pin",
         action="store_true",
@@ -97,9 +107,10 @@ def measure_round(targets: list[Target], load: LoadSettings, args: argparse.Name
         with running(target) as server, pinned(server.pid, wanted=args.pin):
             env = base_env(server)
             for workload in args.workloads:
-                run_wrk(
-                    load, server.base_url, workload, env, duration_s=load.warmup_s, warmup=False
-                )
+                if load.warmup_s > 0:
+                    run_wrk(
+                        load, server.base_url, workload, env, duration_s=load.warmup_s, warmup=False
+                    )
                 before = cpu_seconds(server)
                 with counted_syscalls(server.pid, wanted=args.syscalls) as calls:
                     result = run_wrk(load, server.base_url, workload, env, warmup=False)

@@ -31,6 +31,9 @@ from tools import (
     ensure_wrk,
     log,
     machine_facts,
+    positive,
+    positive_seconds,
+    seconds,
 )
 
 TARGETS = ("mock", "prism", "bare", "redis1", "redis2")
@@ -42,19 +45,21 @@ QUICK_STORED = (10_000, 200_000)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--duration", type=float, default=10.0, help="seconds per measured workload (10)")
-    add("--warmup", type=float, default=2.0, help="unmeasured seconds before each (2)")
+    add(
+        "--duration", type=positive_seconds, default=10.0, help="seconds per measured workload (10)"
+    )
+    add("--warmup", type=seconds, default=2.0, help="unmeasured seconds before each (2)")
     add("--quick", action="store_true", help="3 s per workload, 1 s warm-up, 1 repeat")
-    add("--connections", type=int, default=32, help="wrk connections (32)")
-    add("--threads", type=int, default=1, help="wrk threads (1)")
-    add("--rate", type=int, default=500, help="requests/s of the fixed-rate mix (500)")
+    add("--connections", type=positive, default=32, help="wrk connections (32)")
+    add("--threads", type=positive, default=1, help="wrk threads (1)")
+    add("--rate", type=positive, default=500, help="requests/s of the fixed-rate mix (500)")
     add(
         "--stored-runs",
         type=run_counts,
         default=None,
         help="runs stored for RSS and tails, fewest first (10000,1000000; --quick 10000,200000)",
     )
-    add("--repeats", type=int, default=3, help="first renders and starts measured (3)")
+    add("--repeats", type=positive, default=3, help="first renders and starts measured (3)")
     add(
         "--rounds",
         type=positive,
@@ -96,12 +101,6 @@ def count(part: str) -> int:
     part = part.strip().lower()
     scale = {"k": 1_000, "m": 1_000_000}.get(part[-1:], 1)
     return round(float(part.rstrip("km")) * scale)
-
-
-def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
 
 
 def load_settings(args: argparse.Namespace, wrk: str) -> LoadSettings:

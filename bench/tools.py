@@ -7,6 +7,7 @@ environment.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib.util
 import os
@@ -35,6 +36,9 @@ __all__ = [
     "free_port",
     "machine_facts",
     "pinned",
+    "positive",
+    "positive_seconds",
+    "seconds",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -93,6 +97,32 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, 0 or more (a finite number)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, more than 0."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be more than 0 s")
+    return value
 
 
 def ensure_wrk() -> str:
